@@ -1,0 +1,124 @@
+"""Training objectives of each model family, on the shared backbone.
+
+- ``atnl``: spherical latent; BCE reconstruction + λ_t·ATNL + λ_c·ordinal circle.
+- ``ae``: Euclidean latent; reconstruction only (the paper's AE).
+- ``vae``: Euclidean latent; reconstruction + β·KL to N(0, I).
+- ``vae-tl``: the VAE plus a Euclidean triplet loss on the means (same label = positive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
+from models.networks import SemanticAutoencoder
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    spherical: bool
+    variational: bool
+    description: str
+
+
+FAMILIES = {
+    f.name: f
+    for f in (
+        FamilySpec("atnl", True, False, "spherical latent, reconstruction + ATNL + ordinal circle"),
+        FamilySpec("ae", False, False, "plain autoencoder, reconstruction only"),
+        FamilySpec("vae", False, True, "variational autoencoder"),
+        FamilySpec("vae-tl", False, True, "VAE + Euclidean triplet loss on the means"),
+    )
+}
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel mean binary cross-entropy of decoder logits against x in [0, 1]."""
+    return F.binary_cross_entropy_with_logits(logits, x)
+
+
+class Objective(nn.Module):
+    """Loss of one family: ``forward(model, x, y) -> (total, parts)``."""
+
+    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+class ATNLObjective(Objective):
+    def __init__(self, atnl: AngularTripletNeighborLoss, circle: OrdinalCircleLoss, triplet_weight: float, circle_weight: float) -> None:
+        super().__init__()
+        self.atnl, self.circle = atnl, circle
+        self.triplet_weight, self.circle_weight = triplet_weight, circle_weight
+
+    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        z = model.code(x)  # (B, d) unit
+        rec = reconstruction_loss(model.decode_logits(z), x)
+        tri = self.atnl(z, y)
+        circ = self.circle(z, y) if self.circle_weight > 0 else z.sum() * 0.0
+        total = rec + self.triplet_weight * tri + self.circle_weight * circ
+        return total, {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "objective": "BCE(D(z), x) + triplet_weight * ATNL(z, y) + circle_weight * circle(z, y)",
+            "triplet_weight": self.triplet_weight,
+            "circle_weight": self.circle_weight,
+            "atnl": self.atnl.describe(),
+            "circle": self.circle.describe(),
+        }
+
+
+class AutoencoderObjective(Objective):
+    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        rec = reconstruction_loss(model.decode_logits(model.code(x)), x)
+        return rec, {"rec": rec.item()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "BCE(D(E(x)), x)"}
+
+
+class VAEObjective(Objective):
+    def __init__(self, beta: float, triplet_weight: float = 0.0, triplet_margin: float = 1.0) -> None:
+        super().__init__()
+        self.beta, self.triplet_weight, self.triplet_margin = beta, triplet_weight, triplet_margin
+
+    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        mu, logvar = model.encode_stats(x)
+        assert logvar is not None, "VAE objective on a non-variational model"
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        rec = reconstruction_loss(model.decode_logits(z), x)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean() / x[0].numel()
+        total = rec + self.beta * kl
+        parts = {"rec": rec.item(), "kl": kl.item()}
+        if self.triplet_weight > 0:
+            tri = euclidean_triplet_loss(mu, y, self.triplet_margin)
+            total = total + self.triplet_weight * tri
+            parts["triplet"] = tri.item()
+        return total, parts
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "objective": "BCE + beta * KL/pixels + triplet_weight * euclidean_triplet(mu, y)",
+            "beta": self.beta,
+            "triplet_weight": self.triplet_weight,
+            "triplet_margin": self.triplet_margin,
+        }
+
+
+def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Standard batch-all triplet loss: same label positive, other labels negative."""
+    d = torch.cdist(z, z)  # (B, B)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=z.device)
+    valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]
+    loss = torch.relu(d[:, :, None] - d[:, None, :] + margin)
+    return loss[valid].mean() if valid.any() else z.sum() * 0.0

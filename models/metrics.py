@@ -1,0 +1,143 @@
+"""Metrics of DESIGN §6: latent accuracy (linear probe, 5-NN cosine),
+reconstruction, and the semantic path score (SPS) judged by an independent CNN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from models.data import ImageSet
+from models.geometry import interpolate
+from models.judge import JudgeCNN, get_judge
+from models.networks import SemanticAutoencoder
+
+SPS_FRAMES = 14
+"""Frames per path, endpoints included."""
+SPS_PAIRS = 500
+"""Seeded test pairs per score."""
+SPS_MIN_GAP = 2
+"""Smallest label gap b - a of a scored pair (there must be a label between)."""
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def latent_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
+    """Linear probe (logistic regression on standardised frozen latents) and 5-NN cosine accuracy."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(z_train, y_train)
+    knn = KNeighborsClassifier(n_neighbors=5, metric="cosine").fit(z_train, y_train)
+    return {
+        "linear_probe_acc": float(probe.score(z_test, y_test)),
+        "knn5_cosine_acc": float(knn.score(z_test, y_test)),
+    }
+
+
+@torch.no_grad()
+def reconstruction_error(model: SemanticAutoencoder, x: torch.Tensor) -> dict[str, float]:
+    rec = batched(lambda b: model.decode(model.code(b)), x)
+    return {
+        "recon_bce": float(F.binary_cross_entropy(rec.clamp(1e-6, 1 - 1e-6), x).item()),
+        "recon_mse": float(F.mse_loss(rec, x).item()),
+    }
+
+
+def path_passes(path: list[int], a: int, b: int) -> tuple[bool, float, bool]:
+    """(passes, intermediate coverage, monotone) of judged labels ``path`` from a to b (a < b)."""
+    monotone = all(p <= q for p, q in zip(path, path[1:], strict=False))
+    between = set(range(a + 1, b))
+    coverage = len(between & set(path)) / len(between) if between else 1.0
+    passes = monotone and path[0] == a and path[-1] == b and coverage == 1.0
+    return passes, coverage, monotone
+
+
+def sample_pairs(labels: torch.Tensor, eligible: torch.Tensor, num_pairs: int, seed: int, min_gap: int = SPS_MIN_GAP) -> list[tuple[int, int]]:
+    """Seeded (i, j) index pairs among ``eligible`` items with labels[j] - labels[i] >= min_gap."""
+    rng = np.random.default_rng(seed)
+    idx = eligible.nonzero().squeeze(1).numpy()
+    y = labels.numpy()
+    pairs: list[tuple[int, int]] = []
+    for _ in range(num_pairs * 1000):
+        if len(pairs) == num_pairs:
+            break
+        i, j = rng.choice(idx, 2, replace=False)
+        if y[i] > y[j]:
+            i, j = j, i
+        if y[j] - y[i] >= min_gap:
+            pairs.append((int(i), int(j)))
+    if len(pairs) < num_pairs:
+        raise ValueError(f"only {len(pairs)} pairs with a label gap >= {min_gap} among the eligible test images")
+    return pairs
+
+
+@torch.no_grad()
+def semantic_path_score(
+    model: SemanticAutoencoder,
+    judge: JudgeCNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str = "slerp",
+    num_pairs: int = SPS_PAIRS,
+    frames: int = SPS_FRAMES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """SPS over seeded pairs of test images (x (N, C, H, W), y (N,)) that the judge labels correctly.
+
+    Returns sps, coverage and monotonicity (means), the pair count and a few example paths."""
+    correct = judge.predict(x) == y
+    pairs = sample_pairs(y, correct, num_pairs, seed)
+    codes = batched(model.code, x)
+    paths = torch.stack([interpolate(codes[i], codes[j], frames, method) for i, j in pairs])  # (P, T, d)
+    decoded = batched(model.decode, paths.reshape(-1, paths.shape[-1]))
+    judged = judge.predict(decoded).reshape(len(pairs), frames).tolist()
+    scores = [path_passes(p, int(y[i]), int(y[j])) for p, (i, j) in zip(judged, pairs, strict=True)]
+    return {
+        "sps": float(np.mean([s[0] for s in scores])),
+        "coverage": float(np.mean([s[1] for s in scores])),
+        "monotonicity": float(np.mean([s[2] for s in scores])),
+        "pairs": len(pairs),
+        "examples": [{"a": int(y[i]), "b": int(y[j]), "judged": p} for p, (i, j) in list(zip(judged, pairs, strict=True))[:5]],
+    }
+
+
+@torch.no_grad()
+def latent_metrics(model: SemanticAutoencoder, data: ImageSet, train_indices: list[int], test_indices: list[int]) -> dict[str, float]:
+    """The cheap metrics: latent accuracy and reconstruction on the test split."""
+    x_tr, y_tr = data.images[train_indices], data.labels[train_indices]
+    x_te, y_te = data.images[test_indices], data.labels[test_indices]
+    z_tr, z_te = batched(model.encode, x_tr).numpy(), batched(model.encode, x_te).numpy()
+    return {**latent_accuracy(z_tr, y_tr.numpy(), z_te, y_te.numpy()), **reconstruction_error(model, x_te)}
+
+
+def evaluate(
+    model: SemanticAutoencoder,
+    data: ImageSet,
+    train_indices: list[int],
+    test_indices: list[int],
+    num_pairs: int = SPS_PAIRS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All DESIGN §6 metrics of one model on the test split.
+
+    SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way)."""
+    model = model.cpu().eval()
+    out: dict[str, Any] = latent_metrics(model, data, train_indices, test_indices)
+    judge, judge_acc = get_judge(data, train_indices, test_indices, seed=seed)
+    out["judge_acc"] = judge_acc
+    x_te, y_te = data.images[test_indices], data.labels[test_indices]
+    methods = ["slerp", "lerp"] if model.cfg.spherical else ["lerp"]
+    for method in methods:
+        out[f"path_{method}"] = semantic_path_score(model, judge, x_te, y_te, method, num_pairs, seed=seed)
+    primary = out[f"path_{methods[0]}"]
+    out.update(sps=primary["sps"], coverage=primary["coverage"], monotonicity=primary["monotonicity"], sps_method=methods[0])
+    return out

@@ -1,0 +1,129 @@
+"""Encoder/decoder backbone shared by every family (atnl, ae, vae, ...).
+
+Imports only torch. The architecture is fixed by ``ModelConfig``, which is
+saved in the checkpoint so that loading needs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from models.geometry import normalize
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = 16
+    """Size d of the latent; ATNL latents live on S^{d-1}."""
+    channels: int = 1
+    """Image channels C (1 for grey digits)."""
+    image_size: int = 28
+    """Height = width of the images, a multiple of 4."""
+    width: int = 32
+    """Channels of the first conv layer; the second has twice as many."""
+    hidden: int = 256
+    """Width of the fully connected layer between the convs and the latent."""
+    spherical: bool = True
+    """Decoder consumes unit latents (atnl); False for Euclidean baselines (ae, vae, ...)."""
+    variational: bool = False
+    """Encoder outputs (mu, logvar) and training samples z (vae, vae-tl)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Encoder(nn.Module):
+    """(N, C, H, W) in [0, 1] -> (N, d) raw code, or (N, 2d) for (mu, logvar)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        w, s = cfg.width, cfg.image_size // 4
+        out = cfg.latent_dim * (2 if cfg.variational else 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.channels, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),  # (N, 2w, H/4, W/4)
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(2 * w * s * s, cfg.hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(cfg.hidden, out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(N, d) latent -> (N, C, H, W) logits (apply sigmoid for images in [0, 1])."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        w, s = cfg.width, cfg.image_size // 4
+        self.net = nn.Sequential(
+            nn.Linear(cfg.latent_dim, cfg.hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.hidden, 2 * w * s * s),
+            nn.ReLU(),
+            nn.Unflatten(1, (2 * w, s, s)),
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
+            nn.ReLU(),
+            nn.ConvTranspose2d(w, cfg.channels, 4, stride=2, padding=1),  # (N, C, H, W)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class SemanticAutoencoder(nn.Module):
+    """The model every family trains and every checkpoint loads.
+
+    ``encode(x)`` -> (N, d) unit vectors ẑ (the public latent);
+    ``decode(z)`` -> (N, C, H, W) images in [0, 1].
+    ``code(x)`` is the latent the decoder consumes: ẑ for spherical models,
+    the raw mean code for Euclidean baselines (where lerp happens).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4, got {cfg.image_size}")
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        c, s = self.cfg.channels, self.cfg.image_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
+            raise ValueError(f"expected images of shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
+
+    def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mu, logvar) for variational models, (code, None) otherwise; (N, d) each."""
+        self._check_images(x)
+        h = self.encoder(x)
+        if self.cfg.variational:
+            mu, logvar = h.chunk(2, dim=1)
+            return mu, logvar
+        return h, None
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) latent as the decoder consumes it (deterministic: the mean)."""
+        mu, _ = self.encode_stats(x)
+        return normalize(mu) if self.cfg.spherical else mu
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> (N, d) unit vectors."""
+        mu, _ = self.encode_stats(x)
+        return normalize(mu)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.cfg.latent_dim:
+            raise ValueError(f"expected latents of shape (N, {self.cfg.latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, d) latents -> (N, C, H, W) images in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))

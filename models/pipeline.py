@@ -1,0 +1,46 @@
+"""Train-and-save as one call: what the CLI and the RQ training task both run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import save_checkpoint
+from models.data import ImageSet, load_dataset
+from models.metrics import latent_metrics
+from models.training import ProgressFn, TrainConfig, TrainResult, train
+
+
+def checkpoint_meta(cfg: TrainConfig, data: ImageSet, result: TrainResult, metrics: dict[str, Any]) -> dict[str, Any]:
+    """model.json content (DESIGN §5) apart from what save_checkpoint adds."""
+    return {
+        "family": cfg.family,
+        "train_config": cfg.to_dict(),
+        "loss": result.objective,
+        "data": {
+            "spec": data.spec,
+            "split_seed": cfg.seed,
+            "test_fraction": cfg.test_fraction,
+            "n_train": len(result.train_indices),
+            "n_test": len(result.test_indices),
+            "test_indices": result.test_indices,
+        },
+        "labels": {"names": data.label_names, "order": "ordinal: index i comes before i+1"},
+        "metrics": metrics,
+        "training": {"seconds": round(result.seconds, 2), "history": result.history},
+    }
+
+
+def train_to_checkpoint(
+    cfg: TrainConfig,
+    out: str | Path,
+    on_progress: ProgressFn | None = None,
+    should_stop: Any = None,
+    data: ImageSet | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Load the data set, train, measure the cheap metrics, save atomically to ``out``."""
+    data = data if data is not None else load_dataset(cfg.dataset)
+    result = train(cfg, data, on_progress=on_progress, should_stop=should_stop)
+    metrics = latent_metrics(result.model, data, result.train_indices, result.test_indices)
+    return save_checkpoint(result.model, checkpoint_meta(cfg, data, result, metrics), out, overwrite=overwrite)

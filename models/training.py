@@ -1,0 +1,169 @@
+"""The training loop: ``train(cfg, data, on_progress=...)``.
+
+Pure PyTorch; the CLI and the RQ task are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from models.data import ImageSet, split_indices
+from models.device import resolve_device
+from models.families import FAMILIES, ATNLObjective, AutoencoderObjective, Objective, VAEObjective
+from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
+from models.networks import ModelConfig, SemanticAutoencoder
+from models.sampling import class_balanced_batches
+
+
+@dataclass
+class TrainConfig:
+    family: str = "atnl"
+    """One of models.families.FAMILIES."""
+    dataset: str = "mnist-5k"
+    """A DESIGN §4 data set spec."""
+    epochs: int = 30
+    """Passes over the training split."""
+    batch_size: int = 100
+    """Items per class-balanced batch (at least the number of labels)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    latent_dim: int = 16
+    """Latent size d."""
+    margin: float = 0.3
+    """ATNL angular margin m per unit of label gap, radians."""
+    margin_schedule: str = "gap"
+    """``gap``: margin grows with the label gap; ``constant``."""
+    triplet_weight: float = 5.0
+    """λ_t, weight of the ATNL term."""
+    circle_weight: float = 1.0
+    """λ_c, weight of the ordinal circle term (0 turns it off)."""
+    circle_span: float = 0.9 * math.pi
+    """Radians of great circle the label sectors cover together (< π)."""
+    style_radius: float = 0.6
+    """Radians a latent may lean off the order circle to carry style."""
+    fill_sectors: bool = True
+    """Spread each label evenly over its sector (no empty gaps between labels)."""
+    beta: float = 1.0
+    """KL weight of the VAE families."""
+    test_fraction: float = 0.2
+    """Share of each label held out as the test split."""
+    seed: int = 0
+    """Seeds the split, the initial weights and the batches."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    threads: int = 0
+    """CPU threads for torch (0: leave torch's default)."""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; expected one of {sorted(FAMILIES)}")
+        for name in ("epochs", "batch_size", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.latent_dim < 3 and FAMILIES[self.family].spherical:
+            raise ValueError("latent_dim must be >= 3 for a spherical family")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model: SemanticAutoencoder
+    train_indices: list[int]
+    test_indices: list[int]
+    objective: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class TrainingStopped(Exception):
+    """Raised inside ``train`` when ``should_stop`` answers True."""
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
+    fam = FAMILIES[cfg.family]
+    _, c, h, _ = data.images.shape
+    return ModelConfig(latent_dim=cfg.latent_dim, channels=c, image_size=h, spherical=fam.spherical, variational=fam.variational)
+
+
+def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
+    if cfg.family == "atnl":
+        atnl = AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule)
+        circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius, cfg.fill_sectors)
+        return ATNLObjective(atnl, circle, cfg.triplet_weight, cfg.circle_weight)
+    if cfg.family == "ae":
+        return AutoencoderObjective()
+    if cfg.family == "vae":
+        return VAEObjective(cfg.beta)
+    if cfg.family == "vae-tl":
+        return VAEObjective(cfg.beta, triplet_weight=cfg.triplet_weight)
+    raise ValueError(f"family {cfg.family!r} has no objective")
+
+
+def train(
+    cfg: TrainConfig,
+    data: ImageSet,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train one model on the seeded train split of ``data``.
+
+    ``on_progress`` gets a dict (epoch, epochs, step, steps, loss and its
+    parts) after every step; ``should_stop`` is polled every step and raises
+    TrainingStopped when it answers True."""
+    start = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    train_idx, test_idx = split_indices(data.labels, cfg.test_fraction, cfg.seed)
+    x_all = data.images[train_idx].to(device)
+    y_all = data.labels[train_idx].to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = SemanticAutoencoder(model_config_for(cfg, data)).to(device)
+    objective = build_objective(cfg, data.num_labels)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps = max(1, len(train_idx) // cfg.batch_size)
+    history: list[dict[str, float]] = []
+
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        totals: dict[str, float] = {}
+        for step, idx in enumerate(class_balanced_batches(y_all.cpu(), cfg.batch_size, gen), start=1):
+            if should_stop is not None and should_stop():
+                raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
+            idx = idx.to(device)
+            loss, parts = objective(model, x_all[idx], y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
+            parts = {"loss": loss.item(), **parts}
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v
+            if on_progress is not None:
+                on_progress({"epoch": epoch, "epochs": cfg.epochs, "step": step, "steps": steps, **parts})
+        history.append({"epoch": epoch, **{k: v / steps for k, v in totals.items()}})
+
+    model.eval()
+    return TrainResult(model.cpu(), train_idx, test_idx, objective.describe(), history, time.monotonic() - start)
