@@ -1,9 +1,9 @@
 """ATNL: semantics-guided latent representations in pure PyTorch.
 
-    from models import load_checkpoint
-    m = load_checkpoint(DIR)   # eval-mode torch.nn.Module
-    z = m.encode(x)            # (N, C, H, W) in [0, 1] -> (N, d) unit vectors
-    x = m.decode(z)            # (N, d) -> (N, C, H, W) in [0, 1]
+from models import load_checkpoint
+m = load_checkpoint(DIR)   # eval-mode torch.nn.Module
+z = m.encode(x)            # (N, C, H, W) in [0, 1] -> (N, d) unit vectors
+x = m.decode(z)            # (N, d) -> (N, C, H, W) in [0, 1]
 """
 
 from models.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint

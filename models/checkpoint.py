@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def save_checkpoint(model: SemanticAutoencoder, meta: dict[str, Any], out: str |
         save_file(state, str(tmp / WEIGHTS))
         full = {
             "format_version": FORMAT_VERSION,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "code_version": code_version(),
             **meta,
             "model_config": model.cfg.to_dict(),

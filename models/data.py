@@ -194,7 +194,7 @@ def split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tupl
     for k in np.unique(y):
         idx = np.flatnonzero(y == k)
         rng.shuffle(idx)
-        n_test = max(1, int(round(len(idx) * test_fraction)))
+        n_test = max(1, round(len(idx) * test_fraction))
         test.extend(idx[:n_test].tolist())
         train.extend(idx[n_test:].tolist())
     return sorted(train), sorted(test)

@@ -54,7 +54,9 @@ class Objective(nn.Module):
 
 
 class ATNLObjective(Objective):
-    def __init__(self, atnl: AngularTripletNeighborLoss, circle: OrdinalCircleLoss, triplet_weight: float, circle_weight: float) -> None:
+    def __init__(
+        self, atnl: AngularTripletNeighborLoss, circle: OrdinalCircleLoss, triplet_weight: float, circle_weight: float
+    ) -> None:
         super().__init__()
         self.atnl, self.circle = atnl, circle
         self.triplet_weight, self.circle_weight = triplet_weight, circle_weight

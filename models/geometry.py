@@ -69,9 +69,7 @@ def slerp(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float]
     return normalize(out)  # removes float round-off only; the formula is already unit
 
 
-def lerp(
-    z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float] | int, renormalize: bool = False
-) -> torch.Tensor:
+def lerp(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float] | int, renormalize: bool = False) -> torch.Tensor:
     """Linear interpolation (1-ω)·z1 + ω·z2, (T, d). Leaves the sphere unless
     ``renormalize`` (the ATNL* ablation and the baselines decode it as is)."""
     if z1.shape != z2.shape or z1.dim() != 1:
@@ -85,7 +83,9 @@ INTERPOLATORS = {"slerp": slerp, "lerp": lerp}
 """Interpolation methods by the name the CLI and REST API use."""
 
 
-def interpolate(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float] | int, method: str = "slerp") -> torch.Tensor:
+def interpolate(
+    z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float] | int, method: str = "slerp"
+) -> torch.Tensor:
     """Dispatch to ``slerp`` or ``lerp`` by name; (T, d)."""
     if method not in INTERPOLATORS:
         raise ValueError(f"unknown interpolation method {method!r}; expected one of {sorted(INTERPOLATORS)}")

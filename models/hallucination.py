@@ -58,7 +58,9 @@ def _pick(pool: torch.Tensor, g: torch.Generator) -> int:
     return int(pool[int(torch.randint(len(pool), (), generator=g))])
 
 
-def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[tuple[int, int, float, int]]:
+def plan(
+    labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator
+) -> list[tuple[int, int, float, int]]:
     """(i, j, ω, label) for every image to make."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

@@ -3,6 +3,7 @@ reconstruction, and the semantic path score (SPS) judged by an independent CNN."
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -54,14 +55,16 @@ def reconstruction_error(model: SemanticAutoencoder, x: torch.Tensor) -> dict[st
 
 def path_passes(path: list[int], a: int, b: int) -> tuple[bool, float, bool]:
     """(passes, intermediate coverage, monotone) of judged labels ``path`` from a to b (a < b)."""
-    monotone = all(p <= q for p, q in zip(path, path[1:], strict=False))
+    monotone = all(p <= q for p, q in itertools.pairwise(path))
     between = set(range(a + 1, b))
     coverage = len(between & set(path)) / len(between) if between else 1.0
     passes = monotone and path[0] == a and path[-1] == b and coverage == 1.0
     return passes, coverage, monotone
 
 
-def sample_pairs(labels: torch.Tensor, eligible: torch.Tensor, num_pairs: int, seed: int, min_gap: int = SPS_MIN_GAP) -> list[tuple[int, int]]:
+def sample_pairs(
+    labels: torch.Tensor, eligible: torch.Tensor, num_pairs: int, seed: int, min_gap: int = SPS_MIN_GAP
+) -> list[tuple[int, int]]:
     """Seeded (i, j) index pairs among ``eligible`` items with labels[j] - labels[i] >= min_gap."""
     rng = np.random.default_rng(seed)
     idx = eligible.nonzero().squeeze(1).numpy()
@@ -111,7 +114,9 @@ def semantic_path_score(
 
 
 @torch.no_grad()
-def latent_metrics(model: SemanticAutoencoder, data: ImageSet, train_indices: list[int], test_indices: list[int]) -> dict[str, float]:
+def latent_metrics(
+    model: SemanticAutoencoder, data: ImageSet, train_indices: list[int], test_indices: list[int]
+) -> dict[str, float]:
     """The cheap metrics: latent accuracy and reconstruction on the test split."""
     x_tr, y_tr = data.images[train_indices], data.labels[train_indices]
     x_te, y_te = data.images[test_indices], data.labels[test_indices]

@@ -6,6 +6,7 @@ saved in the checkpoint so that loading needs nothing else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,6 +31,13 @@ class ModelConfig:
     """Decoder consumes unit latents (atnl); False for Euclidean baselines (ae, vae, ...)."""
     variational: bool = False
     """Encoder outputs (mu, logvar) and training samples z (vae, vae-tl)."""
+    num_labels: int = 0
+    """K ordinal labels laid along the order circle; 0: no order circle (baselines)."""
+    circle_span: float = 0.9 * math.pi
+    """Radians of the order circle (latent axes 0 and 1) the K label sectors cover."""
+    sector_sharpness: float = 0.0
+    """Order-angle quantisation in the decoder: 0 off; s > 0 snaps the order angle
+    towards its sector centre with a softmax of temperature sector / s."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -122,8 +130,33 @@ class SemanticAutoencoder(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.cfg.latent_dim:
             raise ValueError(f"expected latents of shape (N, {self.cfg.latent_dim}), got {tuple(z.shape)}")
+        if self.cfg.sector_sharpness > 0 and self.cfg.num_labels >= 2:
+            z = snap_order_angle(z, self.cfg)
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, d) latents -> (N, C, H, W) images in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z))
+
+
+def sector_centres(num_labels: int, span: float, device: torch.device | None = None) -> torch.Tensor:
+    """(K,) centres φ_k = (k - (K-1)/2) · span/K of the label sectors on the order circle, radians."""
+    k = torch.arange(num_labels, dtype=torch.float32, device=device)
+    return (k - (num_labels - 1) / 2) * (span / num_labels)
+
+
+def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """Decoder input with the order angle ψ = atan2(z_1, z_0) pulled towards its sector centre.
+
+    ψ' = Σ_k softmax_k(-(ψ - φ_k)^2 / (2 τ^2)) φ_k with τ = sector / sharpness: a smooth
+    staircase, flat inside a sector and steep at its edges, so that a point on a
+    path between two labels decodes as one label or the other, not as a blend
+    (a 6-7 blend reads as a 2). Radius and style axes pass through unchanged.
+    (N, d) -> (N, d)."""
+    centres = sector_centres(cfg.num_labels, cfg.circle_span, z.device).to(z.dtype)  # (K,)
+    tau = cfg.circle_span / cfg.num_labels / cfg.sector_sharpness
+    psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
+    w = torch.softmax(-((psi[:, None] - centres[None, :]) ** 2) / (2 * tau**2), dim=1)  # (N, K)
+    snapped = w @ centres  # (N,)
+    rho = z[:, :2].norm(dim=1)
+    return torch.cat([torch.stack([rho * torch.cos(snapped), rho * torch.sin(snapped)], 1), z[:, 2:]], dim=1)

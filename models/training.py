@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from models.augment import jitter
 from models.data import ImageSet, split_indices
 from models.device import resolve_device
 from models.families import FAMILIES, ATNLObjective, AutoencoderObjective, Objective, VAEObjective
@@ -47,8 +48,12 @@ class TrainConfig:
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
-    fill_sectors: bool = True
+    fill_sectors: bool = False
     """Spread each label evenly over its sector (no empty gaps between labels)."""
+    sector_sharpness: float = 4.0
+    """Decoder-side order-angle quantisation (see networks.snap_order_angle); 0 off."""
+    augment: bool = True
+    """Small random affine jitter of training images (rotation, shift, scale)."""
     beta: float = 1.0
     """KL weight of the VAE families."""
     test_fraction: float = 0.2
@@ -101,7 +106,17 @@ ProgressFn = Callable[[dict[str, Any]], None]
 def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
     fam = FAMILIES[cfg.family]
     _, c, h, _ = data.images.shape
-    return ModelConfig(latent_dim=cfg.latent_dim, channels=c, image_size=h, spherical=fam.spherical, variational=fam.variational)
+    ordered = cfg.family == "atnl"
+    return ModelConfig(
+        latent_dim=cfg.latent_dim,
+        channels=c,
+        image_size=h,
+        spherical=fam.spherical,
+        variational=fam.variational,
+        num_labels=data.num_labels if ordered else 0,
+        circle_span=cfg.circle_span,
+        sector_sharpness=cfg.sector_sharpness if ordered else 0.0,
+    )
 
 
 def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
@@ -152,7 +167,8 @@ def train(
             if should_stop is not None and should_stop():
                 raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
             idx = idx.to(device)
-            loss, parts = objective(model, x_all[idx], y_all[idx])
+            xb = jitter(x_all[idx], gen) if cfg.augment else x_all[idx]
+            loss, parts = objective(model, xb, y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -27,6 +27,8 @@ import math
 import torch
 from torch import nn
 
+from models.networks import sector_centres
+
 
 class OrdinalCircleLoss(nn.Module):
     def __init__(self, num_labels: int, span: float = 0.9 * math.pi, style_radius: float = 0.6, fill: bool = True) -> None:
@@ -43,8 +45,7 @@ class OrdinalCircleLoss(nn.Module):
 
     def centres(self, device: torch.device | None = None) -> torch.Tensor:
         """(K,) sector centres φ_k in radians."""
-        k = torch.arange(self.num_labels, dtype=torch.float32, device=device)
-        return (k - (self.num_labels - 1) / 2) * self.sector
+        return sector_centres(self.num_labels, self.span, device)
 
     def targets(self, psi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B,) target order angles for current angles ``psi`` (B,)."""
