@@ -34,6 +34,8 @@ FAMILIES = {
         FamilySpec("ae", False, False, "plain autoencoder, reconstruction only"),
         FamilySpec("vae", False, True, "variational autoencoder"),
         FamilySpec("vae-tl", False, True, "VAE + Euclidean triplet loss on the means"),
+        FamilySpec("aae", False, False, "adversarial autoencoder: codes matched to N(0, I) by a discriminator"),
+        FamilySpec("acai", False, False, "adversarially constrained interpolation: a critic regresses the mix of decoded lerps"),
     )
 }
 

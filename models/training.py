@@ -130,6 +130,14 @@ def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
         return VAEObjective(cfg.beta)
     if cfg.family == "vae-tl":
         return VAEObjective(cfg.beta, triplet_weight=cfg.triplet_weight)
+    if cfg.family == "aae":
+        from models.adversarial import AdversarialAutoencoderObjective
+
+        return AdversarialAutoencoderObjective()
+    if cfg.family == "acai":
+        from models.adversarial import ACAIObjective
+
+        return ACAIObjective()
     raise ValueError(f"family {cfg.family!r} has no objective")
 
 
