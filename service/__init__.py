@@ -1,0 +1,1 @@
+"""The ATNL service: FastAPI app, RQ training jobs, model store, settings."""

@@ -1,0 +1,48 @@
+"""Typed dependencies of the routes: settings, engine, model store, Redis, auth."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis import Redis
+
+from service.engine import Engine
+from service.errors import Unauthorized
+from service.settings import Settings
+from service.store import ModelStore
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def get_store(request: Request) -> ModelStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
+
+
+def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """With ATNL_API_TOKEN set, the request must carry ``Authorization: Bearer <token>``."""
+    if settings.api_token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), settings.api_token.get_secret_value().encode()
+    ):
+        raise Unauthorized("this action needs Authorization: Bearer <ATNL_API_TOKEN>")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+TokenDep = Depends(require_token)

@@ -1,0 +1,223 @@
+"""Inference: the loaded model, hot swap, and every tensor operation the routes need.
+
+Routes never touch tensors: they pass bytes and numbers to ``Engine`` and get
+numpy arrays back. Model calls run in worker threads (limited by
+``ATNL_INFERENCE_THREADS``) so the event loop keeps answering.
+
+Hot swap: the new checkpoint is loaded completely first, then ``current`` is
+replaced by one assignment. A request takes ``current`` once at its start and
+uses that model to its end, so it never sees half of a swap and never fails
+because of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+import torch
+
+from models import CheckpointError, load_checkpoint
+from models.device import resolve_device
+from models.geometry import interpolate, normalize
+from models.hallucination import hallucinate
+from models.networks import SemanticAutoencoder
+from service import imaging, metrics
+from service.errors import BadImage, InvalidInput, ModelNotFound, ModelNotReady
+from service.settings import Settings
+from service.store import ModelStore
+
+log = logging.getLogger("atnl.engine")
+T = TypeVar("T")
+METHODS = ("slerp", "lerp")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    id: str
+    model: SemanticAutoencoder
+    device: torch.device
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.model.meta  # type: ignore[no-any-return]
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta.get("labels", {}).get("names", []))
+
+    @property
+    def image_size(self) -> int:
+        return self.model.cfg.image_size
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.cfg.latent_dim
+
+
+@dataclass
+class Hallucinated:
+    images: np.ndarray
+    """(M, C, H, W) in [0, 1]."""
+    labels: list[int]
+    sources: list[tuple[int, int]]
+    omegas: list[float]
+
+
+def _tensor(images: np.ndarray, lm: LoadedModel) -> torch.Tensor:
+    """(N, H, W) float numpy -> (N, C, H, W) on the model's device (grey repeated over C)."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]  # (N, 1, H, W)
+    channels = lm.model.cfg.channels
+    return x.expand(-1, channels, -1, -1).contiguous().to(lm.device) if channels != 1 else x.to(lm.device)
+
+
+def encode_images(lm: LoadedModel, images: np.ndarray) -> np.ndarray:
+    """(N, H, W) in [0, 1] -> (N, d) unit latents."""
+    with torch.inference_mode():
+        return lm.model.encode(_tensor(images, lm)).cpu().numpy()
+
+
+def decode_latents(lm: LoadedModel, latents: np.ndarray) -> np.ndarray:
+    """(N, d) latents, decoded as given -> (N, C, H, W) in [0, 1]."""
+    if latents.ndim != 2 or latents.shape[1] != lm.latent_dim:
+        raise InvalidInput(f"latents must be a list of vectors of length {lm.latent_dim} (model {lm.id})")
+    if not np.isfinite(latents).all():
+        raise InvalidInput("latents must be finite numbers")
+    with torch.inference_mode():
+        z = torch.from_numpy(latents.astype(np.float32)).to(lm.device)
+        return lm.model.decode(z).cpu().numpy()
+
+
+def path_codes(c1: torch.Tensor, c2: torch.Tensor, omegas: torch.Tensor, method: str, spherical: bool) -> torch.Tensor:
+    """(T, d) codes between decoder codes c1 and c2 (d,) at ``omegas`` (T,).
+
+    Spherical models: slerp/lerp of their unit latents (lerp is decoded off the
+    sphere, as the ATNL* ablation). Euclidean baselines: lerp of the codes, or
+    for slerp the direction slerped and the length lerped (White, 2016)."""
+    if spherical or method == "lerp":
+        return interpolate(c1, c2, omegas, method)
+    n1, n2 = c1.norm(), c2.norm()
+    lengths = (1 - omegas) * n1 + omegas * n2  # (T,)
+    return interpolate(normalize(c1), normalize(c2), omegas, "slerp") * lengths[:, None]
+
+
+def interpolate_images(
+    lm: LoadedModel, start: np.ndarray, end: np.ndarray, steps: int, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (H, W) images -> (omegas (T,), frames (T, C, H, W)), endpoints included."""
+    if method not in METHODS:
+        raise InvalidInput(f"method must be one of {list(METHODS)}, got {method!r}")
+    with torch.inference_mode():
+        codes = lm.model.code(_tensor(np.stack([start, end]), lm))  # (2, d)
+        omegas = torch.linspace(0.0, 1.0, steps, device=codes.device, dtype=codes.dtype)
+        z = path_codes(codes[0], codes[1], omegas, method, lm.model.cfg.spherical)  # (T, d)
+        return omegas.cpu().numpy(), lm.model.decode(z).cpu().numpy()
+
+
+def hallucinate_images(
+    lm: LoadedModel, images: np.ndarray, labels: list[int], per_class: int | None, n: int | None, strategy: str, seed: int
+) -> Hallucinated:
+    """A labelled few-shot set (N, H, W) -> new labelled images (see models.hallucination)."""
+    x = _tensor(images, lm)
+    y = torch.tensor(labels, dtype=torch.long)
+    try:
+        samples = hallucinate(lm.model, x, y, len(lm.label_names), per_class=per_class, n=n, strategy=strategy, seed=seed)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from e
+    out = (
+        np.stack([s.image.cpu().numpy() for s in samples])
+        if samples
+        else np.zeros((0, 1, lm.image_size, lm.image_size), np.float32)
+    )
+    return Hallucinated(out, [s.label for s in samples], [s.sources for s in samples], [s.omega for s in samples])
+
+
+class Engine:
+    """The process's current model, its hot swap, and the thread pool inference runs in."""
+
+    def __init__(self, settings: Settings, store: ModelStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._current: LoadedModel | None = None
+        self._swap_lock = asyncio.Lock()
+        self._limiter = anyio.CapacityLimiter(settings.inference_threads)
+        self._device: torch.device | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current(self) -> LoadedModel:
+        """The model to use for one whole request; ModelNotReady before the first load."""
+        lm = self._current
+        if lm is None:
+            raise ModelNotReady("no model is loaded yet (first start may still be training the default model)")
+        return lm
+
+    async def run(self, fn: Callable[..., T], *args: Any, op: str | None = None) -> T:
+        """Run ``fn(*args)`` in an inference thread; time it under ``op`` when given."""
+        start = time.perf_counter()
+        result = await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
+        if op is not None:
+            metrics.INFERENCE_SECONDS.labels(op).observe(time.perf_counter() - start)
+        return result
+
+    def _load(self, model_id: str) -> LoadedModel:
+        if self._device is None:
+            self._device = resolve_device(self.settings.device)  # CUDA first touched here, in the serving process
+        path = self.store.checkpoint(model_id)
+        try:
+            model = load_checkpoint(path, device=self._device)
+        except (CheckpointError, OSError) as e:
+            raise ModelNotFound(f"model {model_id!r} cannot be loaded: {e}") from e
+        return LoadedModel(model_id, model, self._device)
+
+    async def activate(self, model_id: str, write_pointer: bool = True) -> LoadedModel:
+        """Load ``model_id`` fully, then make it current (and the store's ACTIVE)."""
+        async with self._swap_lock:
+            if self._current is not None and self._current.id == model_id:
+                if write_pointer and self.store.active_id() != model_id:
+                    self.store.set_active(model_id)
+                return self._current
+            loaded = await anyio.to_thread.run_sync(self._load, model_id)
+            if write_pointer:
+                self.store.set_active(model_id)
+            previous, self._current = self._current, loaded
+            metrics.set_active_model(model_id, previous.id if previous else None)
+            log.info("serving model %s%s", model_id, f" (was {previous.id})" if previous else "")
+            return loaded
+
+    async def follow_store(self) -> None:
+        """Pick up ACTIVE changes made by workers (``activate: true``), the bootstrap or other replicas."""
+        while True:
+            await asyncio.sleep(self.settings.store_poll_seconds)
+            try:
+                wanted = self.store.default_id()
+                if wanted is not None and (self._current is None or self._current.id != wanted):
+                    await self.activate(wanted, write_pointer=self.store.active_id() is None)
+            except Exception:  # keep following; a bad checkpoint must not stop the loop
+                log.exception("could not follow the model store")
+
+    async def load_images(self, blobs: Sequence[bytes], preprocess: bool) -> tuple[LoadedModel, np.ndarray]:
+        """Decode uploads for the current model -> (that model, (N, H, W) in [0, 1])."""
+        lm = self.current
+        size, max_pixels = lm.image_size, self.settings.max_pixels
+
+        def decode_all() -> np.ndarray:
+            out = []
+            for k, blob in enumerate(blobs):
+                try:
+                    out.append(imaging.load_image(blob, size, preprocess, max_pixels))
+                except BadImage as e:
+                    raise BadImage(f"image {k}: {e.detail}") from e
+            return np.stack(out)
+
+        return lm, await self.run(decode_all, op="decode_images")

@@ -1,0 +1,117 @@
+"""Domain errors of the service, and the one place they become HTTP responses.
+
+Routes, the engine, the store and the job code raise these (or let ``models``
+raise ValueError-family errors); ``install_problem_handlers`` turns them into
+``application/problem+json`` (RFC 9457) at the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("atnl.service")
+
+
+class ServiceError(Exception):
+    """Base of every domain error; ``status`` is the HTTP status it maps to."""
+
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidInput(ServiceError):
+    """A request that is well-formed HTTP but asks for something impossible."""
+
+    status = 422
+    title = "Invalid input"
+
+
+class BadImage(InvalidInput):
+    """Bytes that are not a decodable PNG/JPEG, or an image with no ink."""
+
+    title = "Bad image"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    title = "Payload too large"
+
+
+class ModelNotReady(ServiceError):
+    """No model is loaded yet (first start still training, or the store is empty)."""
+
+    status = 503
+    title = "Model not ready"
+
+
+class ModelNotFound(ServiceError):
+    status = 404
+    title = "Model not found"
+
+
+class JobNotFound(ServiceError):
+    status = 404
+    title = "Job not found"
+
+
+class JobNotCancellable(ServiceError):
+    """The job already ended (finished, failed, stopped or canceled)."""
+
+    status = 409
+    title = "Job cannot be canceled"
+
+
+class QueueUnavailable(ServiceError):
+    """Redis cannot be reached: training is down, inference is not."""
+
+    status = 503
+    title = "Training queue unavailable"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    title = "Unauthorized"
+
+
+def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and HTTP errors to problem+json."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return problem(422, "Invalid input", detail, request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = HTTPStatus(exc.status_code).phrase
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem(exc.status_code, title, detail, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(500, "Internal error", f"{type(exc).__name__}: see the server log", request.url.path)

@@ -1,0 +1,130 @@
+"""The API's side of training jobs: enqueue, look up, cancel/stop. Redis errors become QueueUnavailable."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from service import metrics
+from service.errors import JobNotCancellable, JobNotFound, QueueUnavailable
+from service.settings import Settings
+from service.store import new_model_id
+from service.tasks import STOP_KEY, train_model
+
+PUBLIC_STATUS = {
+    JobStatus.CREATED: "queued",
+    JobStatus.QUEUED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.SCHEDULED: "queued",
+    JobStatus.READY_TO_ENQUEUE: "queued",
+    JobStatus.RATE_LIMITED: "queued",
+    JobStatus.STARTED: "started",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "stopped",
+    JobStatus.CANCELED: "canceled",
+}
+"""RQ's statuses folded onto the six of DESIGN §5."""
+ENDED = ("finished", "failed", "stopped", "canceled")
+STOP_KEY_TTL_SECONDS = 24 * 3600
+"""A stop request outlives any reasonable wait between the request and the job seeing it."""
+
+
+def connect(settings: Settings) -> Redis:
+    """A Redis client that fails fast (ATNL_REDIS_TIMEOUT_SECONDS) instead of hanging requests."""
+    return Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout_seconds, socket_timeout=settings.redis_timeout_seconds
+    )
+
+
+@contextlib.contextmanager
+def redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as e:
+        raise QueueUnavailable(f"the training queue (Redis) is unreachable: {e}") from e
+
+
+def training_queue(conn: Redis, settings: Settings) -> Queue:
+    return Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+
+
+def enqueue_training(conn: Redis, settings: Settings, config: dict[str, Any], activate: bool) -> Job:
+    """Put one training job on the queue; its result will be the new model id."""
+    family = str(config.get("family", "atnl"))
+    with redis_errors():
+        job = training_queue(conn, settings).enqueue(
+            train_model,
+            kwargs={"config": config, "model_id": new_model_id(family), "activate": activate},
+            job_timeout=settings.job_timeout_seconds,
+            result_ttl=settings.result_ttl_seconds,
+            failure_ttl=settings.failure_ttl_seconds,
+            meta={"progress": None},
+        )
+    metrics.JOBS.labels("enqueued").inc()
+    return job
+
+
+def fetch(conn: Redis, job_id: str) -> Job:
+    with redis_errors():
+        try:
+            return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
+        except (NoSuchJobError, ValueError) as e:
+            raise JobNotFound(f"no job {job_id!r}") from e
+
+
+def error_of(job: Job, meta: dict[str, Any]) -> str | None:
+    """Why a job failed: the exception the task recorded, else the last line of RQ's traceback."""
+    if meta.get("error"):
+        return str(meta["error"])
+    result = job.latest_result()
+    if result is not None and result.exc_string:
+        lines = [line for line in result.exc_string.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else result.exc_string
+    return None
+
+
+def describe(conn: Redis, job_id: str) -> dict[str, Any]:
+    """id, status, progress, model_id, error of one job (DESIGN §5)."""
+    job = fetch(conn, job_id)
+    with redis_errors():
+        status = PUBLIC_STATUS.get(job.get_status(), "queued")
+        meta = job.get_meta()
+        if status == "failed" and conn.exists(STOP_KEY.format(job_id=job_id)):
+            status = "stopped"  # stopped cooperatively: the task raised TrainingStopped
+        model_id = meta.get("model_id")
+        if status == "finished" and model_id is None:
+            model_id = job.return_value()
+        error = error_of(job, meta) if status == "failed" else None
+    return {"id": job.id, "status": status, "progress": meta.get("progress"), "model_id": model_id, "error": error}
+
+
+def cancel(conn: Redis, job_id: str) -> str:
+    """Cancel a queued job or stop a running one; returns the status it will end in."""
+    job = fetch(conn, job_id)
+    with redis_errors():
+        status = PUBLIC_STATUS.get(job.get_status(), "queued")
+        if status in ENDED:
+            raise JobNotCancellable(f"job {job_id} already ended: {status}", status=status)
+        conn.set(STOP_KEY.format(job_id=job_id), 1, ex=STOP_KEY_TTL_SECONDS)
+        if status == "queued":
+            try:
+                job.cancel()
+                metrics.JOBS.labels("canceled").inc()
+                return "canceled"
+            except InvalidJobOperation:
+                status = PUBLIC_STATUS.get(job.get_status(), "queued")  # picked up meanwhile
+        with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
+            send_stop_job_command(conn, job_id, serializer=JSONSerializer)
+        metrics.JOBS.labels("stopped").inc()
+        return "stopped"

@@ -1,0 +1,105 @@
+"""The application factory: ``create_app()`` builds the FastAPI app; the lifespan loads the model.
+
+uvicorn --factory service.main:create_app    (what ``atnl serve`` runs)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from service import jobs, metrics
+from service.engine import Engine
+from service.errors import PayloadTooLarge, install_problem_handlers, problem
+from service.routes import health, inference, models
+from service.routes import jobs as job_routes
+from service.settings import Settings, get_settings
+from service.store import ModelStore
+
+log = logging.getLogger("atnl.service")
+
+DESCRIPTION = """
+Semantics-guided latent representations (Angular Triplet-Neighbor Loss) as a service:
+encode images to unit latents, decode latents, interpolate along great circles (slerp),
+hallucinate labelled few-shot data, and train new models as RQ jobs.
+
+Images in: PNG or JPEG (any size, mode, background); images out: PNG (base64 in JSON),
+PNG strips, animated GIF, zip. Errors: application/problem+json.
+With ATNL_API_TOKEN set, POST /v1/train, POST /v1/models/{id}/activate and
+DELETE /v1/jobs/{id} need `Authorization: Bearer <token>`; everything else is open.
+"""
+
+
+async def start_bootstrap(settings: Settings) -> asyncio.subprocess.Process:
+    """Train the default model in a child process; its log lines go to our stderr."""
+    log.info("model store %s is empty: training the default model (see atnl.bootstrap lines)", settings.model_store)
+    env = {
+        **os.environ,
+        "ATNL_MODEL_STORE": str(settings.model_store),
+        "ATNL_DEVICE": settings.device,
+        "ATNL_LOG_LEVEL": settings.log_level,
+    }
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "service.bootstrap", env=env)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    store = ModelStore(settings.model_store).ensure()
+    engine = Engine(settings, store)
+    app.state.store, app.state.engine = store, engine
+    app.state.redis = jobs.connect(settings)  # connects lazily: the API starts without Redis
+    metrics.MODEL_LOADED.set(0)
+    child: asyncio.subprocess.Process | None = None
+    model_id = store.default_id()
+    if model_id is not None:
+        try:
+            await engine.activate(model_id, write_pointer=store.active_id() is None)
+        except Exception:
+            log.exception("could not load model %s; /readyz stays 503 until a model is activated", model_id)
+    elif settings.bootstrap_default_model:
+        child = await start_bootstrap(settings)
+    follower = asyncio.create_task(engine.follow_store())
+    try:
+        yield
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        if child is not None and child.returncode is None:
+            child.terminate()
+            await child.wait()
+        app.state.redis.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``settings`` default to the ATNL_* environment."""
+    app = FastAPI(title="ATNL service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings or get_settings()
+    install_problem_handlers(app)
+    for router in (health.router, models.router, inference.router, job_routes.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        limit = app.state.settings.max_request_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            exc = PayloadTooLarge(f"request body of {length} bytes exceeds {limit} (ATNL_MAX_REQUEST_BYTES)")
+            return problem(exc.status, exc.title, exc.detail, request.url.path)
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    return app

@@ -1,0 +1,87 @@
+"""Every setting of the service, read from ``ATNL_*`` environment variables (or ``.env``).
+
+Each tunable number is one named field with its unit and why it exists in the
+docstring under it; routes, the engine and the worker read limits from here only.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATNL_", env_file=".env", extra="ignore")
+
+    # --- where things are
+    redis_url: str = "redis://localhost:6379/0"
+    """Redis holding the RQ training queue and job state. Inference never needs it."""
+    model_store: Path = Path("./var/models")
+    """Directory of checkpoints (one sub-directory each) plus the ``ACTIVE`` pointer file."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the API runs inference and, unless a job says otherwise, where jobs train."""
+    host: str = "127.0.0.1"
+    """Interface ``atnl serve`` binds (compose sets 0.0.0.0)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port ``atnl serve`` listens on."""
+    api_token: SecretStr | None = None
+    """When set, POST /v1/train, POST /v1/models/{id}/activate and DELETE /v1/jobs/{id}
+    need ``Authorization: Bearer <token>``; reads and inference stay open."""
+    log_level: str = "info"
+    """Python logging level of serve and worker."""
+
+    # --- uploads
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    """Largest single uploaded image, bytes (a phone photo as JPEG fits)."""
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Largest request body, bytes, checked against Content-Length before parsing."""
+    max_pixels: int = Field(40_000_000, ge=1)
+    """Largest decoded image, width x height; guards against decompression bombs."""
+    max_files: int = Field(256, ge=1)
+    """Most images in one encode or hallucinate request."""
+    max_latents: int = Field(1024, ge=1)
+    """Most latent vectors in one decode request."""
+
+    # --- inference
+    max_steps: int = Field(64, ge=2)
+    """Most frames one interpolation may ask for."""
+    default_steps: int = Field(8, ge=2)
+    """Frames of an interpolation when the request does not say (endpoints included)."""
+    max_hallucinate_n: int = Field(2000, ge=1)
+    """Most images one hallucinate request may make (n, or per_class x labels)."""
+    gif_frame_ms: int = Field(120, ge=10)
+    """Duration of one frame of an interpolation GIF, milliseconds."""
+    inference_threads: int = Field(4, ge=1)
+    """Inference calls running at once; more wait (torch already uses every core per call)."""
+    store_poll_seconds: float = Field(2.0, gt=0)
+    """How often the API re-reads the ACTIVE pointer, so a worker's ``activate: true``
+    or another replica's hot swap reaches this process."""
+    bootstrap_default_model: bool = True
+    """On start with an empty store, train the default ATNL model on mnist-5k (in a
+    child process, progress in the log) and activate it."""
+
+    # --- training jobs
+    queue_name: str = "training"
+    """RQ queue the API enqueues on and ``atnl worker`` listens to."""
+    job_timeout_seconds: int = Field(6 * 3600, ge=1)
+    """A training job running longer is killed by the worker and marked failed."""
+    result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    """How long a finished job and its result stay in Redis."""
+    failure_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    """How long a failed job and its error stay in Redis."""
+    max_train_epochs: int = Field(500, ge=1)
+    """Most epochs one training request may ask for."""
+    progress_interval_seconds: float = Field(2.0, ge=0)
+    """Least time between two job-progress writes; the last step of each epoch is always written."""
+    redis_timeout_seconds: float = Field(2.0, gt=0)
+    """Connect and socket timeout of the API's Redis calls; past it training answers 503."""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
