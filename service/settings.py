@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     """Least time between two job-progress writes; the last step of each epoch is always written."""
     redis_timeout_seconds: float = Field(2.0, gt=0)
     """Connect and socket timeout of the API's Redis calls; past it training answers 503."""
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
 
 @lru_cache
