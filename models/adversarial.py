@@ -152,5 +152,6 @@ class ACAIObjective(Objective):
             "objective": "BCE(D(E(x)), x) + lam * C(D(a E(x1) + (1-a) E(x2)))^2, a ~ U(0, 1/2)",
             "lam": self.lam,
             "gamma": self.gamma,
-            "critic": f"conv {ACAI_WIDTH}-{2 * ACAI_WIDTH}-1, mean-pooled; loss (C(x_a) - a)^2 + C(g x + (1-g) x_rec)^2; Adam lr {self.lr}",
+            "critic": f"conv {ACAI_WIDTH}-{2 * ACAI_WIDTH}-1, mean-pooled, Adam lr {self.lr}",
+            "critic_loss": "(C(x_a) - a)^2 + C(gamma x + (1 - gamma) x_rec)^2",
         }

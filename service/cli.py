@@ -155,5 +155,10 @@ def worker_cmd(
     run_worker(settings, burst=burst, name=name)
 
 
+from service.bench_cli import bench_app  # noqa: E402 (the sub-app imports this module's helpers lazily)
+
+app.add_typer(bench_app, name="bench")
+
+
 def main() -> None:
     app()

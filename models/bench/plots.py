@@ -1,0 +1,84 @@
+"""Benchmark figures (matplotlib, Agg backend): t-SNE grids (paper Figure 5) and
+interpolation paths with judged labels (paper Figure 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.manifold import TSNE
+
+TSNE_MIN_ITER = 250
+"""scikit-learn's floor on t-SNE iterations."""
+
+
+def tsne(z: np.ndarray, dims: int, seed: int, max_iter: int) -> np.ndarray:
+    """(N, d) latents -> (N, dims) t-SNE embedding (PCA init, seeded)."""
+    perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))
+    model = TSNE(n_components=dims, init="pca", perplexity=perplexity, random_state=seed, max_iter=max(TSNE_MIN_ITER, max_iter))
+    return model.fit_transform(z.astype(np.float32))
+
+
+def tsne_grid(
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]], label_names: list[str], dims: int, path: Path, title: str
+) -> Path:
+    """One scatter per family of its (N, dims) embedding coloured by label; saved to ``path``."""
+    n = len(embeddings)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig = plt.figure(figsize=(4.2 * cols, 4.0 * rows))
+    cmap = plt.get_cmap("tab10" if len(label_names) <= 10 else "viridis")
+    for i, (name, (e, y)) in enumerate(embeddings.items(), start=1):
+        ax = fig.add_subplot(rows, cols, i, projection="3d" if dims == 3 else None)
+        colours = cmap(y % 10) if len(label_names) <= 10 else cmap(y / max(1, len(label_names) - 1))
+        if dims == 3:
+            ax.scatter(e[:, 0], e[:, 1], e[:, 2], c=colours, s=4)  # type: ignore[misc]
+        else:
+            ax.scatter(e[:, 0], e[:, 1], c=colours, s=4)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if dims == 3:
+            ax.set_zticks([])  # type: ignore[attr-defined]
+    handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=label_names[k]) for k in range(len(label_names))]
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(label_names)), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor, list[str]]], path: Path, title: str) -> Path:
+    """Rows of images (T, C, H, W) in [0, 1], each image captioned by its string; saved to ``path``.
+
+    Each row is one mosaic (one axes), which keeps a 6 x 14 figure fast to draw."""
+    cols = max(len(imgs) for _, imgs, _ in rows)
+    gap = 2
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * cols + 1.2, 0.95 * len(rows) + 0.6), squeeze=False)
+    for (name, imgs, captions), ax in zip(rows, axes[:, 0], strict=True):
+        h, w = imgs.shape[-2:]
+        mosaic = np.ones((h, cols * (w + gap) - gap), dtype=np.float32)
+        for t, img in enumerate(imgs):
+            mosaic[:, t * (w + gap) : t * (w + gap) + w] = img[0].numpy()
+            ax.text(t * (w + gap) + w / 2, h + 1, captions[t], ha="center", va="top", fontsize=7)
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def path_figure(rows: list[tuple[str, torch.Tensor, list[int]]], label_names: list[str], path: Path, title: str) -> Path:
+    """Interpolation paths (T, C, H, W), each frame captioned with its judged label (paper Figure 6)."""
+    return image_rows([(name, frames, [label_names[k] for k in judged]) for name, frames, judged in rows], path, title)

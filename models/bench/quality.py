@@ -1,0 +1,259 @@
+"""`atnl bench quality`: paper Table 1, Figure 5 and Figure 6, measured.
+
+For every data set and family (all on the shared backbone, each with the
+TrainConfig defaults): linear-probe and 5-NN cosine latent accuracy,
+reconstruction, the semantic path score (SPS) with coverage and monotonicity
+for lerp (every family) and slerp (spherical families: ATNL; ATNL with lerp
+is the paper's ATNL*), t-SNE plots of the test latents in 2-D and 3-D, and a
+Figure 6 replica: the same two test digits interpolated by every family, each
+frame captioned with the independent judge's label.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.bench.plots import path_figure, tsne, tsne_grid
+from models.bench.report import ProgressFn, hardware, md_table, no_progress, write_report
+from models.data import ImageSet, load_dataset, split_indices
+from models.device import resolve_device
+from models.geometry import interpolate
+from models.judge import get_judge
+from models.metrics import SPS_FRAMES, SPS_PAIRS, batched, latent_metrics, semantic_path_score
+from models.networks import SemanticAutoencoder
+from models.training import TrainConfig, train
+
+FAMILY_ORDER = ("ae", "vae", "aae", "acai", "vae-tl", "atnl")
+DATASETS = ("mnist-5k", "pose-digits")
+DISPLAY = {"ae": "AE", "vae": "VAE", "aae": "AAE", "acai": "ACAI", "vae-tl": "VAE-TL", "atnl": "ATNL"}
+FIGURE6_ROWS = (("AE", "ae", "lerp"), ("VAE", "vae", "lerp"), ("AAE", "aae", "lerp"), ("ACAI", "acai", "lerp"),
+                ("ATNL*", "atnl", "lerp"), ("ATNL", "atnl", "slerp"))  # fmt: skip
+"""(row name, family, interpolation) of the Figure 6 replica, in the paper's order."""
+FIGURE6_LABELS = (0, 5)
+"""The endpoint labels of the Figure 6 replica (a "0" and a "5"), when the data set has them."""
+PAPER_TABLE1 = {"MNIST (full)": {"AE": 94.63, "VAE": 96.42, "VAE-TL": 98.46, "ATNL": 99.14},
+                "Multi-PIE": {"AE": 84.80, "VAE": 86.26, "VAE-TL": 91.36, "ATNL": 92.47}}  # fmt: skip
+"""Paper Table 1, linear-probe latent accuracy (%)."""
+TARGET_SPS, TARGET_COVERAGE = 0.8, 0.97
+"""Issue 4's bar for ATNL with slerp."""
+
+
+@dataclass
+class QualityConfig:
+    datasets: tuple[str, ...] = DATASETS
+    families: tuple[str, ...] = FAMILY_ORDER
+    seed: int = 0
+    """Seeds the split, the training runs, the judge and the SPS pairs."""
+    device: str = "auto"
+    pairs: int = SPS_PAIRS
+    """Seeded test pairs per SPS."""
+    per_class: int | None = None
+    """Use only the first N images of each label (None: the whole data set)."""
+    epochs: int | None = None
+    """None: TrainConfig's default epochs for every family (the lead's recipe)."""
+    tsne_points: int = 500
+    """Test latents per t-SNE plot (a seeded subset; t-SNE is the slow part on CPU)."""
+    tsne_iter: int = 500
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> QualityConfig:
+        """The whole pipeline, tiny: 20 images a label, 1 epoch, 10 pairs."""
+        base: dict[str, Any] = {"per_class": 20, "epochs": 1, "pairs": 10, "tsne_points": 40, "tsne_iter": 250}
+        return cls(**{**base, **overrides})
+
+
+@dataclass
+class FamilyRun:
+    family: str
+    model: SemanticAutoencoder
+    metrics: dict[str, Any] = field(default_factory=dict)
+    codes: np.ndarray | None = None
+    """(N_test, d) the latents the decoder consumes, for t-SNE."""
+
+
+def first_per_class(data: ImageSet, n: int) -> ImageSet:
+    idx = torch.cat([(data.labels == k).nonzero().squeeze(1)[:n] for k in range(data.num_labels)])
+    return data.subset(idx.sort().values)
+
+
+def train_config(cfg: QualityConfig, family: str, dataset: str) -> TrainConfig:
+    """TrainConfig defaults (the recipe) with only family, data set, seed, device and, if set, epochs."""
+    fields: dict[str, Any] = {"family": family, "dataset": dataset, "seed": cfg.seed, "device": cfg.device}
+    if cfg.epochs is not None:
+        fields["epochs"] = cfg.epochs
+    return TrainConfig(**fields)
+
+
+def run_family(
+    cfg: QualityConfig, family: str, data: ImageSet, judge: Any, on_progress: ProgressFn
+) -> tuple[FamilyRun, list[int], list[int]]:
+    tc = train_config(cfg, family, data.spec)
+    stage = f"{data.spec}: train {family}"
+    result = train(
+        tc, data, on_progress=lambda p: on_progress(stage, (p["epoch"] - 1) * p["steps"] + p["step"], p["epochs"] * p["steps"])
+    )
+    model = result.model.eval()
+    tr, te = result.train_indices, result.test_indices
+    metrics: dict[str, Any] = {"train_seconds": round(result.seconds, 1), "epochs": tc.epochs, "objective": result.objective}
+    metrics.update(latent_metrics(model, data, tr, te))
+    x_te, y_te = data.images[te], data.labels[te]
+    methods = ["lerp", "slerp"] if model.cfg.spherical else ["lerp"]
+    for method in methods:
+        metrics[f"path_{method}"] = semantic_path_score(model, judge, x_te, y_te, method, cfg.pairs, seed=cfg.seed)
+    codes = batched(model.code, x_te).numpy()
+    return FamilyRun(family, model, metrics, codes), tr, te
+
+
+def figure6_pair(data: ImageSet, test_idx: list[int], judge: Any) -> tuple[int, int]:
+    """Indices of the first judge-correct test images labelled 0 and 5 (else the lowest and the highest label)."""
+    te = torch.tensor(test_idx)
+    correct = judge.predict(data.images[te]) == data.labels[te]
+    a, b = FIGURE6_LABELS if data.num_labels > max(FIGURE6_LABELS) else (0, data.num_labels - 1)
+    pick = [int(te[(data.labels[te] == k) & correct][0]) for k in (a, b)]
+    return pick[0], pick[1]
+
+
+@torch.no_grad()
+def figure6_rows(runs: dict[str, FamilyRun], data: ImageSet, i: int, j: int, judge: Any) -> list[dict[str, Any]]:
+    rows = []
+    for name, family, method in FIGURE6_ROWS:
+        if family not in runs:
+            continue
+        model = runs[family].model
+        codes = model.code(data.images[[i, j]])  # (2, d)
+        frames = model.decode(interpolate(codes[0], codes[1], SPS_FRAMES, method))  # (T, C, H, W)
+        rows.append({"name": name, "method": method, "frames": frames, "judged": judge.predict(frames).tolist()})
+    return rows
+
+
+def run_dataset(cfg: QualityConfig, spec: str, out: Path, on_progress: ProgressFn) -> dict[str, Any]:
+    data = load_dataset(spec)
+    if cfg.per_class is not None:
+        data = first_per_class(data, cfg.per_class)
+    train_idx, test_idx = split_indices(data.labels, train_config(cfg, "atnl", spec).test_fraction, cfg.seed)
+    judge, judge_acc = get_judge(data, train_idx, test_idx, seed=cfg.seed)
+    runs: dict[str, FamilyRun] = {}
+    for family in cfg.families:
+        run, run_tr, run_te = run_family(cfg, family, data, judge, on_progress)
+        assert (run_tr, run_te) == (train_idx, test_idx), "every family must train on the same split"
+        runs[family] = run
+
+    slug = spec.replace(":", "_").replace("/", "_")
+    rng = np.random.default_rng(cfg.seed)
+    keep = np.sort(rng.choice(len(test_idx), min(cfg.tsne_points, len(test_idx)), replace=False))
+    y_keep = data.labels[test_idx].numpy()[keep]
+    figures: dict[str, str] = {}
+    done, total = 0, 2 * len(runs)
+    for dims in (2, 3):
+        emb = {}
+        for family, run in runs.items():
+            assert run.codes is not None
+            emb[DISPLAY[family]] = (tsne(run.codes[keep], dims, cfg.seed, cfg.tsne_iter), y_keep)
+            done += 1
+            on_progress(f"{spec}: t-SNE", done, total)
+        name = f"tsne{dims}d_{slug}.png"
+        tsne_grid(emb, data.label_names, dims, out / name, f"t-SNE ({dims}-D) of {len(keep)} test latents, {spec}")
+        figures[f"tsne_{dims}d"] = name
+
+    i, j = figure6_pair(data, test_idx, judge)
+    rows = figure6_rows(runs, data, i, j, judge)
+    name = f"figure6_{slug}.png"
+    la, lb = data.label_names[int(data.labels[i])], data.label_names[int(data.labels[j])]
+    path_figure([(r["name"], r["frames"], r["judged"]) for r in rows], data.label_names, out / name,
+                f"{spec}: test image {i} ('{la}') to {j} ('{lb}'), {SPS_FRAMES} frames; judged label under each")  # fmt: skip
+    figures["figure6"] = name
+    return {
+        "dataset": spec,
+        "n_images": len(data),
+        "n_train": len(train_idx),
+        "n_test": len(test_idx),
+        "judge_test_acc": judge_acc,
+        "families": {f: r.metrics for f, r in runs.items()},
+        "figure6": {"source_indices": [i, j], "rows": [{k: v for k, v in r.items() if k != "frames"} for r in rows]},
+        "figures": figures,
+    }
+
+
+def _path(m: dict[str, Any], method: str) -> list[str]:
+    p = m.get(f"path_{method}")
+    return [f"{p['sps']:.3f}", f"{p['coverage']:.3f}", f"{p['monotonicity']:.3f}"] if p else ["n/a"] * 3
+
+
+def render(results: list[dict[str, Any]], cfg: QualityConfig) -> str:
+    parts = [
+        "Every family is trained with the TrainConfig defaults on the same seeded split and backbone"
+        + (f" (epochs overridden to {cfg.epochs})" if cfg.epochs else "")
+        + ". Latent accuracy: linear probe (logistic regression on standardised unit latents) and 5-NN cosine, "
+        "train split -> test split. SPS: share of seeded test pairs (a < b, b - a >= 2, both judged correctly) whose "
+        f"{SPS_FRAMES} decoded frames the independent judge labels non-decreasing from a to b through every label between; "
+        f"{cfg.pairs} pairs. Baselines decode Euclidean codes, so only lerp applies to them; ATNL* = ATNL with lerp.",
+    ]
+    for r in results:
+        fam = r["families"]
+        rows = []
+        for f, m in fam.items():
+            acc = [f"{100 * m['linear_probe_acc']:.2f}", f"{100 * m['knn5_cosine_acc']:.2f}", f"{m['recon_bce']:.4f}"]
+            rows.append([DISPLAY[f], *acc, *_path(m, "slerp"), *_path(m, "lerp"), f"{m['train_seconds']:.0f}"])
+        parts.append(
+            f"## {r['dataset']} ({r['n_train']} train / {r['n_test']} test; judge test accuracy {100 * r['judge_test_acc']:.2f}%)"
+        )
+        parts.append(md_table(["family", "linear probe %", "5-NN cos %", "recon BCE", "SPS slerp", "coverage slerp",
+                               "monotone slerp", "SPS lerp", "coverage lerp", "monotone lerp", "train s"], rows))  # fmt: skip
+        f6 = []
+        for row in r["figure6"]["rows"]:
+            m = fam["atnl" if row["name"].startswith("ATNL") else row["name"].lower()]
+            p = m[f"path_{row['method']}"]
+            judged = " ".join(str(k) for k in row["judged"])
+            f6.append([row["name"], row["method"], f"{p['sps']:.3f}", f"{p['coverage']:.3f}", f"`{judged}`"])
+        parts.append(
+            "### Figure 6, measured\n\n"
+            + md_table(["row", "interpolation", "SPS", "coverage", "judged labels of the replica path"], f6)
+        )
+        parts.append(
+            f"![Figure 6 replica]({r['figures']['figure6']})\n\n![t-SNE 2-D]({r['figures']['tsne_2d']})\n\n"
+            f"![t-SNE 3-D]({r['figures']['tsne_3d']})"
+        )
+        parts.append("### Targets (issue 4)\n\n" + "\n".join(f"- {line}" for line in targets(fam)))
+    parts.append(
+        "## Paper Table 1 (linear probe %, for reference; full MNIST and Multi-PIE, not our data)\n\n"
+        + md_table(["data", *PAPER_TABLE1["MNIST (full)"]], [[k, *v.values()] for k, v in PAPER_TABLE1.items()])
+    )
+    return "\n\n".join(parts)
+
+
+def targets(fam: dict[str, Any]) -> list[str]:
+    """Plain-language pass/fail of issue 4's quality bar, computed from the numbers above."""
+    if "atnl" not in fam:
+        return ["ATNL not run"]
+    best = max(fam, key=lambda f: fam[f]["linear_probe_acc"])
+    a = fam["atnl"]["path_slerp"]
+    lines = [
+        f"highest linear probe: {DISPLAY[best]} ({100 * fam[best]['linear_probe_acc']:.2f}%)"
+        + (" - ATNL: met" if best == "atnl" else f" - ATNL {100 * fam['atnl']['linear_probe_acc']:.2f}%: not met"),
+        f"ATNL slerp SPS {a['sps']:.3f} (target >= {TARGET_SPS}): {'met' if a['sps'] >= TARGET_SPS else 'not met'}",
+        f"ATNL slerp coverage {a['coverage']:.3f} (target >= {TARGET_COVERAGE}): "
+        + ("met" if a["coverage"] >= TARGET_COVERAGE else "not met"),
+    ]
+    others = {DISPLAY[f]: fam[f]["path_lerp"]["sps"] for f in ("ae", "vae", "aae", "acai") if f in fam}
+    others["ATNL*"] = fam["atnl"]["path_lerp"]["sps"]
+    lines.append("baselines' and ATNL*'s SPS: " + ", ".join(f"{k} {v:.3f}" for k, v in others.items()))
+    return lines
+
+
+def run_quality(cfg: QualityConfig, out: Path, command: str, on_progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """Run the benchmark and write ``out/quality.md``, ``quality.json`` and the PNG figures."""
+    start = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    results = [run_dataset(cfg, spec, out, on_progress) for spec in cfg.datasets]
+    seconds = time.monotonic() - start
+    hw = hardware(str(resolve_device(cfg.device)))
+    body = render(results, cfg) + f"\n\nWall time: {seconds / 60:.1f} min.\n"
+    data = {"config": asdict(cfg), "seconds": round(seconds, 1), "results": results}
+    write_report(out, "quality", "Latent quality and semantic paths (paper Table 1, Figures 5-6)", command, hw, body, data)
+    return data

@@ -1,0 +1,75 @@
+"""``atnl bench``: the DESIGN §6 benchmarks, each writing Markdown + JSON + PNG to --out.
+
+- ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (models.bench.quality);
+- ``fewshot``: few-shot classification with hallucination (models.bench.fewshot);
+- ``service``: load test of the REST API (registered here by its own module).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, TaskID
+
+bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks of DESIGN §6; reports go to --out.")
+
+OutOption = Annotated[Path, typer.Option(help="Report directory (Markdown, JSON, PNG).")]
+QuickOption = Annotated[bool, typer.Option(help="Tiny data and epochs: the whole pipeline in seconds (for tests).")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+SeedOption = Annotated[int, typer.Option(help="Seeds splits, training, draws and pairs.")]
+
+
+def bench_command(name: str, out: Path, quick: bool, device: str, seed: int) -> str:
+    """The ``atnl bench NAME ...`` line that reproduces a report, for its header."""
+    args = ["atnl", "bench", name, *(["--quick"] if quick else []), "--out", str(out)]
+    args += [*(["--device", device] if device != "auto" else []), *(["--seed", str(seed)] if seed else [])]
+    return shlex.join(args)
+
+
+class StageBars:
+    """``on_progress(stage, done, total)`` drawn as one rich bar per stage."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar, self.tasks = bar, dict[str, TaskID]()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, info="")
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+def run_with_bars(name: str, run: Callable[..., dict[str, Any]], cfg: Any, out: Path, command: str) -> None:
+    """Run one benchmark under rich progress bars and say where its report went."""
+    from service.cli import console, progress_bar
+
+    with progress_bar() as bar:
+        result = run(cfg, out, command, StageBars(bar))
+    console.print(f"wrote {out / (name + '.md')} in {result['seconds'] / 60:.1f} min")
+
+
+@bench_app.command("quality")
+def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
+                seed: SeedOption = 0) -> None:  # fmt: skip
+    """Paper Table 1 and Figures 5-6 for ae, vae, aae, acai, vae-tl and atnl on mnist-5k and pose-digits."""
+    from models.bench.quality import QualityConfig, run_quality
+
+    cfg = QualityConfig.quick(device=device, seed=seed) if quick else QualityConfig(device=device, seed=seed)
+    run_with_bars("quality", run_quality, cfg, out, bench_command("quality", out, quick, device, seed))
+
+
+@bench_app.command("fewshot")
+def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
+                seed: SeedOption = 0) -> None:  # fmt: skip
+    """Paper Table 2: pixel KNN and a small CNN on k real digits a label, with and without hallucination."""
+    from models.bench.fewshot import FewShotConfig, run_fewshot
+
+    cfg = FewShotConfig.quick(device=device, seed=seed) if quick else FewShotConfig(device=device, seed=seed)
+    run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed))
+
+
+# `atnl bench service` (REST load test) is registered on bench_app by its own module, e.g.
+#   @bench_app.command("service") in service/bench_service.py, imported at the end of this file.
