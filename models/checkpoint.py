@@ -58,6 +58,7 @@ def save_checkpoint(model: SemanticAutoencoder, meta: dict[str, Any], out: str |
         raise FileExistsError(f"{out} already exists (pass overwrite=True to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old: Path | None = None
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
@@ -73,7 +74,6 @@ def save_checkpoint(model: SemanticAutoencoder, meta: dict[str, Any], out: str |
         for p in (tmp / WEIGHTS, tmp / META):
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-        old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.rename(out, old)
@@ -82,6 +82,8 @@ def save_checkpoint(model: SemanticAutoencoder, meta: dict[str, Any], out: str |
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not out.exists():
+            os.rename(old, out)  # the new one never arrived: put the old one back
         raise
     return out
 

@@ -15,7 +15,10 @@ EPS_PARALLEL = 1e-4
 """Below this angle (radians) slerp falls back to normalised lerp (sin Ω ≈ 0)."""
 
 EPS_ANTIPODAL = 1e-4
-"""Within this angle of π the great circle is not unique; a deterministic one is chosen."""
+"""Within this angle of π the great circle is not unique; a deterministic one is chosen.
+Widened to a few times sqrt(eps) of the dtype (1.4e-3 rad in float32), the finest
+angle from π that arccos can resolve: in float32, u·(-u) rounds to about -1 + 6e-8,
+which reads as π - 3.5e-4 and would otherwise cancel the slerp to zero at ω = 0.5."""
 
 
 def normalize(z: torch.Tensor) -> torch.Tensor:
@@ -61,7 +64,7 @@ def slerp(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float]
     omega = angular_distance(z1, z2)
     if omega < EPS_PARALLEL:
         return lerp(z1, z2, w[:, 0], renormalize=True)
-    if omega > torch.pi - EPS_ANTIPODAL:
+    if omega > torch.pi - max(EPS_ANTIPODAL, 4 * torch.finfo(z1.dtype).eps ** 0.5):
         u = _orthogonal_direction(z1)
         return normalize(torch.cos(w * omega) * z1 + torch.sin(w * omega) * u)
     s = torch.sin(omega)

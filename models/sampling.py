@@ -26,7 +26,9 @@ def class_balanced_batches(labels: torch.Tensor, batch_size: int, generator: tor
         parts = []
         for i, pool in enumerate(pools):
             if cursors[i] + per_class > len(queues[i]):
-                queues[i] = pool[torch.randperm(len(pool), generator=generator)]
+                # A label with fewer items than its share needs several shuffles to fill it.
+                laps = -(-per_class // len(pool))
+                queues[i] = torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(laps)])
                 cursors[i] = 0
             parts.append(queues[i][cursors[i] : cursors[i] + per_class])
             cursors[i] += per_class

@@ -1,0 +1,114 @@
+"""The training loop on real digits: the loss falls, progress and stop hooks, config checks, every family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from models.data import ImageSet, split_indices
+from models.families import FAMILIES
+from models.networks import SemanticAutoencoder
+from models.training import TrainConfig, TrainingStopped, model_config_for, train
+
+TINY = {"latent_dim": 8, "batch_size": 50, "device": "cpu", "seed": 0}
+"""400 training images in 8 class-balanced batches per epoch."""
+
+
+@pytest.fixture(scope="module")
+def mnist_100(mnist_500: ImageSet) -> ImageSet:
+    """10 real digits of each label."""
+    return mnist_500.subset([i for i in range(500) if i % 50 < 10])
+
+
+def test_a_tiny_atnl_run_lowers_its_loss(mnist_500: ImageSet) -> None:
+    result = train(TrainConfig(epochs=3, **TINY), mnist_500)
+    history = result.history
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["loss"] < 0.9 * history[0]["loss"], history
+    assert history[-1]["rec"] < history[0]["rec"], history
+    assert {"loss", "rec", "atnl", "circle"} <= set(history[0])
+
+    train_idx, test_idx = split_indices(mnist_500.labels, 0.2, 0)
+    assert (result.train_indices, result.test_indices) == (train_idx, test_idx)
+    assert not result.model.training and result.seconds > 0
+    assert result.objective["atnl"]["name"] == "AngularTripletNeighborLoss"
+    z = result.model.encode(mnist_500.images[:20])
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(20), atol=1e-5, rtol=0)
+
+
+def test_progress_is_reported_after_every_step(mnist_100: ImageSet) -> None:
+    seen: list[dict[str, Any]] = []
+    cfg = TrainConfig(epochs=2, latent_dim=4, batch_size=20, device="cpu")  # 80 training images: 4 steps
+    train(cfg, mnist_100, on_progress=seen.append)
+    assert [(p["epoch"], p["step"]) for p in seen] == [(e, s) for e in (1, 2) for s in (1, 2, 3, 4)]
+    for p in seen:
+        assert p["epochs"] == 2 and p["steps"] == 4
+        assert isinstance(p["loss"], float) and p["loss"] > 0 and "rec" in p
+
+
+def test_should_stop_raises_training_stopped(mnist_100: ImageSet) -> None:
+    polls: list[int] = []
+    steps: list[dict[str, Any]] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) == 3
+
+    cfg = TrainConfig(epochs=5, latent_dim=4, batch_size=20, device="cpu")
+    with pytest.raises(TrainingStopped, match="epoch 1, step 3"):
+        train(cfg, mnist_100, on_progress=steps.append, should_stop=should_stop)
+    assert len(steps) == 2  # polled before each step; the third poll stopped it
+
+
+def test_same_seed_trains_the_same_weights(mnist_100: ImageSet) -> None:
+    cfg = TrainConfig(epochs=1, latent_dim=4, batch_size=20, device="cpu", seed=3)
+    a, b = train(cfg, mnist_100), train(cfg, mnist_100)
+    assert a.history == b.history
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_trains_one_step(family: str, mnist_100: ImageSet) -> None:
+    cfg = TrainConfig(family=family, epochs=1, latent_dim=4, batch_size=80, device="cpu", seed=1)
+    torch.manual_seed(cfg.seed)  # train() starts from the weights this seed gives
+    initial = SemanticAutoencoder(model_config_for(cfg, mnist_100))
+    steps: list[dict[str, Any]] = []
+    result = train(cfg, mnist_100, on_progress=steps.append)
+    assert len(steps) == 1 and len(result.history) == 1
+    assert torch.isfinite(torch.tensor(result.history[0]["loss"]))
+    spec = FAMILIES[family]
+    assert (result.model.cfg.spherical, result.model.cfg.variational) == (spec.spherical, spec.variational)
+    changed = [k for k, v in initial.state_dict().items() if not torch.equal(v, result.model.state_dict()[k])]
+    assert changed, "one optimiser step must move the weights"
+    z = result.model.encode(mnist_100.images[:5])
+    assert z.shape == (5, 4)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)  # public latents are unit for all
+
+
+def test_train_config_from_dict_round_trips_and_rejects_unknown_keys() -> None:
+    cfg = TrainConfig(epochs=2, latent_dim=5, margin=0.2)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"unknown training options \['epoch', 'lr_decay'\]"):
+        TrainConfig.from_dict({"epoch": 3, "lr_decay": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"family": "gan"}, "unknown family"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"latent_dim": 0}, "latent_dim must be >= 1"),
+        ({"family": "atnl", "latent_dim": 2}, "latent_dim must be >= 3"),
+    ],
+)
+def test_train_config_rejects_bad_values(fields: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict(fields)
+
+
+def test_a_batch_smaller_than_the_label_count_is_refused(mnist_100: ImageSet) -> None:
+    with pytest.raises(ValueError, match="smaller than the number of labels"):
+        train(TrainConfig(epochs=1, latent_dim=4, batch_size=5, device="cpu"), mnist_100)
