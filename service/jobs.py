@@ -115,7 +115,7 @@ def cancel(conn: Redis, job_id: str) -> str:
     with redis_errors():
         status = PUBLIC_STATUS.get(job.get_status(), "queued")
         if status in ENDED:
-            raise JobNotCancellable(f"job {job_id} already ended: {status}", status=status)
+            raise JobNotCancellable(f"job {job_id} already ended: {status}", job_status=status)
         conn.set(STOP_KEY.format(job_id=job_id), 1, ex=STOP_KEY_TTL_SECONDS)
         if status == "queued":
             try:

@@ -1,0 +1,150 @@
+"""End to end: redis, `atnl worker` and `atnl serve` as real processes, started with the
+commands written in docker-compose.yml; a model trained through POST /v1/train, followed,
+activated and used; a running job stopped, a queued one canceled, a failing one explained."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import free_port
+from svc_images import photo_jpeg_of, png_of
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 240.0
+"""Seconds a job may take to reach the awaited state on a loaded 2-core machine."""
+
+
+def compose_command(service: str) -> list[str]:
+    """The service's command from docker-compose.yml, with ``atnl`` resolved in this environment."""
+    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]["command"]
+    exe = shutil.which("atnl", path=str(Path(sys.executable).parent)) or shutil.which("atnl")
+    assert command[0] == "atnl" and exe, command
+    return [exe, *command[1:]]
+
+
+def wait_for(predicate, what: str, timeout: float = TIMEOUT, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Stack:
+    def __init__(self, base_url: str, logs: Path) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.logs = logs
+
+    def job(self, job_id: str) -> dict:
+        return self.http.get(f"/v1/jobs/{job_id}").json()
+
+    def job_reaches(self, job_id: str, statuses: set[str], seen: list | None = None) -> dict:
+        def done():
+            job = self.job(job_id)
+            if seen is not None and job["progress"]:
+                seen.append(job["progress"])
+            return job if job["status"] in statuses else None
+
+        return wait_for(done, f"job {job_id} to reach {statuses}; logs in {self.logs}")
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # its own database: other tests flush theirs
+        "ATNL_MODEL_STORE": str(tmp / "store"),
+        "ATNL_HOST": "127.0.0.1",
+        "ATNL_PORT": str(port),
+        "ATNL_DEVICE": "cpu",
+        "ATNL_BOOTSTRAP_DEFAULT_MODEL": "false",
+        "ATNL_STORE_POLL_SECONDS": "0.5",
+        "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5",
+    }
+    env.pop("ATNL_API_TOKEN", None)
+    procs = []
+    for name in ("worker", "api"):
+        log = open(tmp / f"{name}.log", "w")
+        procs.append((subprocess.Popen(compose_command(name), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp), log))
+    stack = Stack(f"http://127.0.0.1:{port}", tmp)
+
+    def healthy():
+        for proc, _ in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"{proc.args} exited with {proc.returncode}; logs in {tmp}")
+        try:
+            return stack.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, "atnl serve to answer /healthz", timeout=90)
+        yield stack
+    finally:
+        stack.http.close()
+        for proc, log in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def test_train_follow_activate_interpolate(stack: Stack, digits) -> None:
+    http = stack.http
+    assert http.get("/readyz").status_code == 503  # empty store, no default training here
+    r = http.post("/v1/train", json={"epochs": 1, "latent_dim": 8})
+    assert r.status_code == 202, r.text
+    seen: list[dict] = []
+    job = stack.job_reaches(r.json()["job_id"], {"finished", "failed"}, seen)
+    assert job["status"] == "finished", job
+    assert any(p.get("epoch") == 1 and isinstance(p.get("loss"), float) for p in seen), seen
+    model_id = job["model_id"]
+    assert model_id and model_id in [m["id"] for m in http.get("/v1/models").json()["models"]]
+
+    r = http.post(f"/v1/models/{model_id}/activate")
+    assert r.status_code == 200 and r.json()["active"] == model_id
+    assert http.get("/readyz").json() == {"status": "ok", "model_id": model_id}
+
+    files = {
+        "start": ("zero.jpg", photo_jpeg_of(digits[0][0]), "image/jpeg"),
+        "end": ("five.png", png_of(digits[5][0]), "image/png"),
+    }
+    r = http.post("/v1/interpolate", files=files, data={"steps": "8"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_id"] == model_id and len(body["frames"]) == 8 and body["omegas"][-1] == 1.0
+    assert 'atnl_model_info{model_id="' + model_id + '"} 1.0' in http.get("/metrics").text
+
+
+def test_stop_running_cancel_queued_explain_failed(stack: Stack) -> None:
+    http = stack.http
+    running = http.post("/v1/train", json={"epochs": 100, "latent_dim": 8}).json()["job_id"]
+    queued = http.post("/v1/train", json={"epochs": 1, "latent_dim": 8}).json()["job_id"]  # one worker: it waits
+    wait_for(lambda: stack.job(running)["status"] == "started" and stack.job(running)["progress"], "the long job to start")
+
+    assert http.delete(f"/v1/jobs/{queued}").json() == {"id": queued, "status": "canceled"}
+    assert http.delete(f"/v1/jobs/{running}").json() == {"id": running, "status": "stopped"}
+    assert stack.job_reaches(running, {"stopped", "failed", "finished"})["status"] == "stopped"
+    assert stack.job(queued)["status"] == "canceled"
+
+    # The worker survives the stop and reports why a bad job fails.
+    failing = http.post("/v1/train", json={"dataset": "folder:/nonexistent/faces", "epochs": 1}).json()["job_id"]
+    job = stack.job_reaches(failing, {"failed", "finished"})
+    assert job["status"] == "failed" and "DatasetError" in job["error"], job
