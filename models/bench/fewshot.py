@@ -31,7 +31,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from models.augment import jitter
 from models.bench.plots import image_rows
-from models.bench.report import ProgressFn, hardware, md_table, no_progress, write_report
+from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset
 from models.device import resolve_device
 from models.hallucination import hallucinate
@@ -68,11 +68,13 @@ class FewShotConfig:
     """Hallucinator epochs; None: the TrainConfig default (the recipe)."""
     seed: int = 0
     device: str = "auto"
+    threads: int = 0
+    """torch CPU threads while the benchmark runs (0: leave torch's setting; restored afterwards)."""
 
     @classmethod
     def quick(cls, **overrides: Any) -> FewShotConfig:
         base: dict[str, Any] = {"shots": (1, 2), "draws": 2, "test_per_class": 10, "pool_per_class": 4, "base_per_class": 30,
-                                "extra_per_class": 3, "cnn_steps": 5, "epochs": 1}  # fmt: skip
+                                "extra_per_class": 3, "cnn_steps": 5, "epochs": 1, "threads": 1}  # fmt: skip
         return cls(**{**base, **overrides})
 
 
@@ -235,6 +237,11 @@ def sample_figure(model: SemanticAutoencoder, data: ImageSet, pool: list[int], c
 
 def run_fewshot(cfg: FewShotConfig, out: Path, command: str, on_progress: ProgressFn = no_progress) -> dict[str, Any]:
     """Run the benchmark and write ``out/fewshot.md``, ``fewshot.json`` and ``fewshot_samples.png``."""
+    with torch_threads(cfg.threads):
+        return _run_fewshot(cfg, out, command, on_progress)
+
+
+def _run_fewshot(cfg: FewShotConfig, out: Path, command: str, on_progress: ProgressFn) -> dict[str, Any]:
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("mnist-5k")

@@ -15,12 +15,22 @@ from sklearn.manifold import TSNE
 
 TSNE_MIN_ITER = 250
 """scikit-learn's floor on t-SNE iterations."""
+TSNE_EXACT_MAX = 200
+"""Up to this many points the exact gradient (vectorised numpy) beats Barnes-Hut's per-iteration overhead."""
 
 
 def tsne(z: np.ndarray, dims: int, seed: int, max_iter: int) -> np.ndarray:
     """(N, d) latents -> (N, dims) t-SNE embedding (PCA init, seeded)."""
     perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))
-    model = TSNE(n_components=dims, init="pca", perplexity=perplexity, random_state=seed, max_iter=max(TSNE_MIN_ITER, max_iter))
+    method = "exact" if len(z) <= TSNE_EXACT_MAX else "barnes_hut"
+    model = TSNE(
+        n_components=dims,
+        init="pca",
+        perplexity=perplexity,
+        random_state=seed,
+        max_iter=max(TSNE_MIN_ITER, max_iter),
+        method=method,
+    )
     return model.fit_transform(z.astype(np.float32))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from models.bench.plots import path_figure, tsne, tsne_grid
-from models.bench.report import ProgressFn, hardware, md_table, no_progress, write_report
+from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset, split_indices
 from models.device import resolve_device
 from models.geometry import interpolate
@@ -51,6 +51,8 @@ class QualityConfig:
     seed: int = 0
     """Seeds the split, the training runs, the judge and the SPS pairs."""
     device: str = "auto"
+    threads: int = 0
+    """torch CPU threads while the benchmark runs (0: leave torch's setting; restored afterwards)."""
     pairs: int = SPS_PAIRS
     """Seeded test pairs per SPS."""
     per_class: int | None = None
@@ -64,7 +66,7 @@ class QualityConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> QualityConfig:
         """The whole pipeline, tiny: 20 images a label, 1 epoch, 10 pairs."""
-        base: dict[str, Any] = {"per_class": 20, "epochs": 1, "pairs": 10, "tsne_points": 40, "tsne_iter": 250}
+        base: dict[str, Any] = {"per_class": 20, "epochs": 1, "pairs": 10, "threads": 1, "tsne_points": 40, "tsne_iter": 250}
         return cls(**{**base, **overrides})
 
 
@@ -250,9 +252,10 @@ def run_quality(cfg: QualityConfig, out: Path, command: str, on_progress: Progre
     """Run the benchmark and write ``out/quality.md``, ``quality.json`` and the PNG figures."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    results = [run_dataset(cfg, spec, out, on_progress) for spec in cfg.datasets]
+    with torch_threads(cfg.threads):
+        results = [run_dataset(cfg, spec, out, on_progress) for spec in cfg.datasets]
+        hw = hardware(str(resolve_device(cfg.device)))
     seconds = time.monotonic() - start
-    hw = hardware(str(resolve_device(cfg.device)))
     body = render(results, cfg) + f"\n\nWall time: {seconds / 60:.1f} min.\n"
     data = {"config": asdict(cfg), "seconds": round(seconds, 1), "results": results}
     write_report(out, "quality", "Latent quality and semantic paths (paper Table 1, Figures 5-6)", command, hw, body, data)

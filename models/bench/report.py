@@ -10,7 +10,8 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ ProgressFn = Callable[[str, int, int], None]
 
 def no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch uses ``n`` CPU threads inside the block (0: unchanged); the old setting comes back after.
+
+    One thread suits the tiny --quick runs: on a shared 2-core machine, two threads
+    per process mostly wait on each other."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def cpu_model() -> str:
