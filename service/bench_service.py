@@ -1,0 +1,223 @@
+"""``atnl bench service``: requests/s and p50/p99 latency of encode, interpolate and
+hallucinate through a real ``atnl serve`` process under concurrent load, against the
+same model called in-process (the ceiling), in one run (DESIGN §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from service.bench_cli import DeviceOption, OutOption, QuickOption, bench_app
+
+OPS = ("encode", "interpolate", "hallucinate")
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(seconds) * 1000.0, q))
+
+
+def summary(seconds: list[float], wall: float) -> dict[str, float]:
+    return {
+        "requests": len(seconds),
+        "rps": len(seconds) / wall,
+        "p50_ms": percentile_ms(seconds, 50),
+        "p99_ms": percentile_ms(seconds, 99),
+    }
+
+
+def sample_requests(data: Any) -> dict[str, dict[str, Any]]:
+    """One request body per op, from real mnist-5k digits as PNG bytes (5 per label for hallucinate)."""
+    from service.imaging import png_bytes
+
+    by_label = {k: (data.labels == k).nonzero()[:5, 0].tolist() for k in range(data.num_labels)}
+    pngs = {i: png_bytes(data.images[i].numpy()) for ids in by_label.values() for i in ids}
+    a, b = by_label[0][0], by_label[min(5, data.num_labels - 1)][0]
+    few = [i for ids in by_label.values() for i in ids]
+    return {
+        "encode": {"files": [("files", ("a.png", pngs[a], "image/png"))]},
+        "interpolate": {
+            "files": {"start": ("a.png", pngs[a], "image/png"), "end": ("b.png", pngs[b], "image/png")},
+            "data": {"steps": "8"},
+        },
+        "hallucinate": {
+            "files": [("files", (f"{i}.png", pngs[i], "image/png")) for i in few],
+            "data": {"labels": ",".join(data.label_names[int(data.labels[i])] for i in few), "per_class": "2", "seed": "0"},
+        },
+    }
+
+
+def in_process(checkpoint: Path, data: Any, n: int) -> dict[str, dict[str, float]]:
+    """The ceiling: the engine's own functions (decode upload -> model -> PNG) called back to back."""
+    from models import load_checkpoint
+    from service import engine, imaging
+
+    lm = engine.LoadedModel("bench", load_checkpoint(checkpoint), __import__("torch").device("cpu"))
+    bodies = sample_requests(data)
+
+    def images(files: Any) -> np.ndarray:
+        items = files.values() if isinstance(files, dict) else [f for _, f in files]
+        return np.stack([imaging.load_image(blob, lm.image_size, True, 10**8) for _, blob, _ in items])
+
+    def encode() -> Any:
+        return engine.encode_images(lm, images(bodies["encode"]["files"]))
+
+    def interpolate() -> Any:
+        x = images(bodies["interpolate"]["files"])
+        _, frames = engine.interpolate_images(lm, x[0], x[1], 8, "slerp")
+        return [imaging.png_bytes(f) for f in frames]
+
+    def hallucinate() -> Any:
+        body = bodies["hallucinate"]
+        labels = [lm.label_names.index(s) for s in body["data"]["labels"].split(",")]
+        made = engine.hallucinate_images(lm, images(body["files"]), labels, 2, None, "both", 0)
+        return [imaging.png_bytes(im) for im in made.images]
+
+    out = {}
+    for op, fn in zip(OPS, (encode, interpolate, hallucinate), strict=True):
+        fn()  # warm-up
+        times = []
+        start = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        out[op] = summary(times, time.perf_counter() - start)
+    return out
+
+
+async def run_op(client: Any, op: str, body: dict[str, Any], n: int, concurrency: int) -> dict[str, float]:
+    """``n`` requests of one op from ``concurrency`` clients at once."""
+    await client.post(f"/v1/{op}", **body)  # warm-up
+    times: list[float] = []
+    statuses: list[int] = []
+    todo = iter(range(n))
+
+    async def user() -> None:
+        for _ in todo:
+            t = time.perf_counter()
+            r = await client.post(f"/v1/{op}", **body)
+            times.append(time.perf_counter() - t)
+            statuses.append(r.status_code)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(user() for _ in range(concurrency)))
+    return {**summary(times, time.perf_counter() - start), "failures": sum(s != 200 for s in statuses)}
+
+
+async def load_test(base_url: str, bodies: dict[str, dict[str, Any]], n: int, concurrency: int) -> dict[str, dict[str, float]]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        return {op: await run_op(client, op, bodies[op], n, concurrency) for op in OPS}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(store: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "ATNL_MODEL_STORE": str(store), "ATNL_PORT": str(port), "ATNL_HOST": "127.0.0.1"}
+    env |= {"ATNL_BOOTSTRAP_DEFAULT_MODEL": "false", "ATNL_LOG_LEVEL": "warning", "ATNL_DEVICE": "cpu"}
+    exe = Path(sys.executable).parent / "atnl"
+    return subprocess.Popen([str(exe), "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"atnl serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("atnl serve did not become ready")
+
+
+@bench_app.command("service")
+def service_cmd(
+    out: OutOption = Path("reports"),
+    quick: QuickOption = False,
+    device: DeviceOption = "cpu",
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to serve (default: the store's active model).")] = None,
+    requests: Annotated[int, typer.Option(help="Requests per op.")] = 200,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+) -> None:
+    """Load test of the REST API against the in-process ceiling; writes service.md and service.json."""
+    from models import load_dataset
+    from models.bench.report import hardware, md_table, write_report
+    from service.settings import get_settings
+    from service.store import ModelStore
+
+    data = load_dataset("mnist-5k")
+    n = 20 if quick else requests
+    with tempfile.TemporaryDirectory(prefix="atnl-bench-") as tmp:
+        store = Path(tmp) / "store"
+        if checkpoint is None:
+            model_id = ModelStore(get_settings().model_store).default_id()
+            if model_id is None and not quick:
+                raise typer.BadParameter("no model in ATNL_MODEL_STORE; pass --checkpoint or --quick")
+            checkpoint = get_settings().model_store / model_id if model_id else None
+        if checkpoint is None:  # --quick with an empty store: a one-epoch model
+            from models.pipeline import train_to_checkpoint
+            from models.training import TrainConfig
+
+            checkpoint = train_to_checkpoint(TrainConfig(epochs=1, latent_dim=8, device=device), Path(tmp) / "quick", data=data)
+        shutil.copytree(checkpoint, store / "bench")
+        ceiling = in_process(store / "bench", data, n)
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        proc = serve(store, port, Path(tmp) / "serve.log")
+        try:
+            wait_ready(base_url, proc)
+            served = asyncio.run(load_test(base_url, sample_requests(data), n, concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    rows = [
+        [op, f"{served[op]['rps']:.1f}", f"{served[op]['p50_ms']:.1f}", f"{served[op]['p99_ms']:.1f}", served[op]["failures"],
+         f"{ceiling[op]['rps']:.1f}", f"{ceiling[op]['p50_ms']:.1f}", f"{ceiling[op]['p99_ms']:.1f}"]
+        for op in OPS
+    ]  # fmt: skip
+    header = [
+        "op",
+        "API req/s",
+        "API p50 ms",
+        "API p99 ms",
+        "failures",
+        "in-process req/s",
+        "in-process p50 ms",
+        "in-process p99 ms",
+    ]
+    body = (
+        f"{n} requests per op; API: {concurrency} concurrent clients against `atnl serve` (uvicorn, one process); "
+        "in-process: the same engine calls back to back (the ceiling). encode: 1 image; interpolate: 8 frames; "
+        "hallucinate: 50 images in, 20 out.\n\n" + md_table(header, rows)
+    )
+    command = f"atnl bench service{' --quick' if quick else ''} --out {out} --requests {requests} --concurrency {concurrency}"
+    data_out = {
+        "requests_per_op": n,
+        "concurrency": concurrency,
+        "checkpoint": str(checkpoint),
+        "api": served,
+        "in_process": ceiling,
+    }
+    path = write_report(out, "service", "Service throughput and latency", command, hardware(device), body, data_out)
+    typer.echo(f"wrote {path}")
