@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.geometry import normalize
 from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
 from models.networks import SemanticAutoencoder
 
@@ -64,10 +65,15 @@ class ATNLObjective(Objective):
         self.triplet_weight, self.circle_weight = triplet_weight, circle_weight
 
     def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        z = model.code(x)  # (B, d) unit
+        logits = None
+        if model.cfg.ordinal_head:
+            logits, u = model.order_logits_and_code(x)
+            z = normalize(u)  # (B, d) unit
+        else:
+            z = model.code(x)  # (B, d) unit
         rec = reconstruction_loss(model.decode_logits(z), x)
         tri = self.atnl(z, y)
-        circ = self.circle(z, y) if self.circle_weight > 0 else z.sum() * 0.0
+        circ = self.circle(z, y, logits) if self.circle_weight > 0 else z.sum() * 0.0
         total = rec + self.triplet_weight * tri + self.circle_weight * circ
         return total, {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item()}
 

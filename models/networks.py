@@ -38,6 +38,8 @@ class ModelConfig:
     sector_sharpness: float = 0.0
     """Order-angle quantisation in the decoder: 0 off; s > 0 snaps the order angle
     towards its sector centre with a softmax of temperature sector / s."""
+    ordinal_head: bool = False
+    """Encoder places the order angle by a K-way head: ψ = Σ_k p_k φ_k (see ``ordinal_code``)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -50,6 +52,8 @@ class Encoder(nn.Module):
         super().__init__()
         w, s = cfg.width, cfg.image_size // 4
         out = cfg.latent_dim * (2 if cfg.variational else 1)
+        if cfg.ordinal_head:
+            out = cfg.num_labels + cfg.latent_dim - 2  # K order logits, then d - 2 style axes
         self.net = nn.Sequential(
             nn.Conv2d(cfg.channels, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
             nn.LeakyReLU(0.2),
@@ -99,6 +103,8 @@ class SemanticAutoencoder(nn.Module):
         super().__init__()
         if cfg.image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {cfg.image_size}")
+        if cfg.ordinal_head and (cfg.num_labels < 2 or cfg.variational or cfg.latent_dim < 3):
+            raise ValueError("ordinal_head needs num_labels >= 2, latent_dim >= 3 and a non-variational model")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
@@ -108,8 +114,25 @@ class SemanticAutoencoder(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
             raise ValueError(f"expected images of shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
 
+    def order_logits_and_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For an ordinal-head model: (N, K) order logits and the (N, d) raw code
+
+        u = (cos ψ, sin ψ, s) with ψ = Σ_k softmax(logits)_k φ_k, the expected sector
+        centre, and s the d - 2 style outputs. A K-way head places classes on the
+        order circle directly; learning a 1-D order angle from scratch instead
+        stalls, as clusters cannot pass one another on a line."""
+        self._check_images(x)
+        h = self.encoder(x)
+        k = self.cfg.num_labels
+        logits, style = h[:, :k], h[:, k:]
+        centres = sector_centres(k, self.cfg.circle_span, x.device).to(h.dtype)
+        psi = torch.softmax(logits, dim=1) @ centres  # (N,)
+        return logits, torch.cat([torch.cos(psi)[:, None], torch.sin(psi)[:, None], style], dim=1)
+
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) for variational models, (code, None) otherwise; (N, d) each."""
+        if self.cfg.ordinal_head:
+            return self.order_logits_and_code(x)[1], None
         self._check_images(x)
         h = self.encoder(x)
         if self.cfg.variational:

@@ -48,10 +48,10 @@ class TrainConfig:
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
-    fill_sectors: bool = False
-    """Spread each label evenly over its sector (no empty gaps between labels)."""
     sector_sharpness: float = 4.0
     """Decoder-side order-angle quantisation (see networks.snap_order_angle); 0 off."""
+    ordinal_head: bool = True
+    """atnl: place the order angle by a K-way encoder head (see networks.ordinal_head)."""
     augment: bool = True
     """Small random affine jitter of training images (rotation, shift, scale)."""
     beta: float = 1.0
@@ -116,13 +116,14 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         num_labels=data.num_labels if ordered else 0,
         circle_span=cfg.circle_span,
         sector_sharpness=cfg.sector_sharpness if ordered else 0.0,
+        ordinal_head=cfg.ordinal_head and ordered,
     )
 
 
 def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
     if cfg.family == "atnl":
         atnl = AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule)
-        circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius, cfg.fill_sectors)
+        circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius)
         return ATNLObjective(atnl, circle, cfg.triplet_weight, cfg.circle_weight)
     if cfg.family == "ae":
         return AutoencoderObjective()
