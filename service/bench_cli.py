@@ -21,12 +21,14 @@ OutOption = Annotated[Path, typer.Option(help="Report directory (Markdown, JSON,
 QuickOption = Annotated[bool, typer.Option(help="Tiny data and epochs: the whole pipeline in seconds (for tests).")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 SeedOption = Annotated[int, typer.Option(help="Seeds splits, training, draws and pairs.")]
+ThreadsOption = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; --quick uses 1).")]
 
 
-def bench_command(name: str, out: Path, quick: bool, device: str, seed: int) -> str:
+def bench_command(name: str, out: Path, quick: bool, device: str, seed: int, threads: int = 0) -> str:
     """The ``atnl bench NAME ...`` line that reproduces a report, for its header."""
     args = ["atnl", "bench", name, *(["--quick"] if quick else []), "--out", str(out)]
     args += [*(["--device", device] if device != "auto" else []), *(["--seed", str(seed)] if seed else [])]
+    args += ["--threads", str(threads)] if threads else []
     return shlex.join(args)
 
 
@@ -53,22 +55,24 @@ def run_with_bars(name: str, run: Callable[..., dict[str, Any]], cfg: Any, out: 
 
 @bench_app.command("quality")
 def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
-                seed: SeedOption = 0) -> None:  # fmt: skip
+                seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
     """Paper Table 1 and Figures 5-6 for ae, vae, aae, acai, vae-tl and atnl on mnist-5k and pose-digits."""
     from models.bench.quality import QualityConfig, run_quality
 
-    cfg = QualityConfig.quick(device=device, seed=seed) if quick else QualityConfig(device=device, seed=seed)
-    run_with_bars("quality", run_quality, cfg, out, bench_command("quality", out, quick, device, seed))
+    opts = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
+    cfg = QualityConfig.quick(**opts) if quick else QualityConfig(**opts)
+    run_with_bars("quality", run_quality, cfg, out, bench_command("quality", out, quick, device, seed, threads))
 
 
 @bench_app.command("fewshot")
 def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
-                seed: SeedOption = 0) -> None:  # fmt: skip
+                seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
     """Paper Table 2: pixel KNN and a small CNN on k real digits a label, with and without hallucination."""
     from models.bench.fewshot import FewShotConfig, run_fewshot
 
-    cfg = FewShotConfig.quick(device=device, seed=seed) if quick else FewShotConfig(device=device, seed=seed)
-    run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed))
+    opts = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
+    cfg = FewShotConfig.quick(**opts) if quick else FewShotConfig(**opts)
+    run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed, threads))
 
 
 # `atnl bench service` (REST load test) is registered on bench_app by its own module, e.g.
