@@ -75,5 +75,6 @@ def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed, threads))
 
 
-# `atnl bench service` (REST load test) is registered on bench_app by its own module, e.g.
-#   @bench_app.command("service") in service/bench_service.py, imported at the end of this file.
+# `atnl bench service` (REST load test vs the in-process ceiling) lives in its own module,
+# which registers itself on bench_app; further benchmarks register the same way, here.
+import service.bench_service  # noqa: E402, F401
