@@ -30,6 +30,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from models.augment import jitter
+from models.bench.cache import ResultCache, cached_train, run_key
 from models.bench.plots import image_rows
 from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset
@@ -38,7 +39,7 @@ from models.hallucination import hallucinate
 from models.judge import JudgeCNN, fit_classifier
 from models.metrics import latent_metrics
 from models.networks import SemanticAutoencoder
-from models.training import TrainConfig, train
+from models.training import TrainConfig
 
 CONDITIONS = ("none", "traditional", "hallucination", "both")
 CLASSIFIERS = ("knn", "cnn")
@@ -151,18 +152,19 @@ def train_hallucinator(cfg: FewShotConfig, data: ImageSet, base: list[int]) -> t
         fields["epochs"] = cfg.epochs
     tc = TrainConfig(**fields)
     base_set = data.subset(base)
-    result = train(tc, base_set)
-    seen = [base[i] for i in result.train_indices]
+    model, run = cached_train(tc, base_set)
+    seen = [base[i] for i in run["train_indices"]]
     info = {
         "train_config": tc.to_dict(),
-        "objective": result.objective,
-        "seconds": round(result.seconds, 1),
+        "objective": run["objective"],
+        "seconds": run["seconds"],
+        "reused_cached_model": run["cached"],
         "base_split_size": len(base),
         "trained_on": len(seen),
         "trained_on_indices": seen,
-        "held_out_base_metrics": latent_metrics(result.model, base_set, result.train_indices, result.test_indices),
+        "held_out_base_metrics": latent_metrics(model, base_set, run["train_indices"], run["test_indices"]),
     }
-    return result.model.eval(), info
+    return model, info
 
 
 def summarise(scores: dict[str, dict[str, dict[int, list[float]]]]) -> dict[str, Any]:
@@ -251,6 +253,14 @@ def _run_fewshot(cfg: FewShotConfig, out: Path, command: str, on_progress: Progr
     model, halluc = train_hallucinator(cfg, data, base)
     on_progress("train the hallucinator (base split)", 1, 1)
     x_test, y_test = data.images[test], data.labels[test]
+    # Finished (k, draw, condition) cells survive a stopped run; the key covers the config, the code and the model.
+    done_before = ResultCache(
+        run_key(
+            TrainConfig(**halluc["train_config"]),
+            data,
+            [{k: v for k, v in asdict(cfg).items() if k != "threads"}, halluc["objective"]],
+        )
+    )
     scores: dict[str, dict[str, dict[int, list[float]]]] = {c: {d: {} for d in CONDITIONS} for c in CLASSIFIERS}
     total, done = len(cfg.shots) * cfg.draws * len(CONDITIONS), 0
     for k in cfg.shots:
@@ -258,10 +268,15 @@ def _run_fewshot(cfg: FewShotConfig, out: Path, command: str, on_progress: Progr
             seed = cfg.seed * 1000 + draw
             idx = draw_shots(data.labels, pool, k, seed)
             for cond in CONDITIONS:
-                x, y = training_set(cond, model, data.images[idx], data.labels[idx], data.num_labels, cfg, seed)
-                scores["knn"][cond].setdefault(k, []).append(knn_accuracy(x, y, x_test, y_test))
-                acc = cnn_accuracy(x, y, x_test, y_test, data.num_labels, cfg.cnn_steps, seed)
-                scores["cnn"][cond].setdefault(k, []).append(acc)
+                name = f"k{k}/draw{draw}/{cond}"
+                accs = done_before.get(name)
+                if accs is None:
+                    x, y = training_set(cond, model, data.images[idx], data.labels[idx], data.num_labels, cfg, seed)
+                    accs = {"knn": knn_accuracy(x, y, x_test, y_test),
+                            "cnn": cnn_accuracy(x, y, x_test, y_test, data.num_labels, cfg.cnn_steps, seed)}  # fmt: skip
+                    done_before.put(name, accs)
+                for clf in CLASSIFIERS:
+                    scores[clf][cond].setdefault(k, []).append(accs[clf])
                 done += 1
                 on_progress("few-shot draws x conditions", done, total)
     sample_figure(model, data, pool, cfg, out)

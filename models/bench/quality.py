@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.bench.cache import cached_train
 from models.bench.plots import path_figure, tsne, tsne_grid
 from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset, split_indices
@@ -27,7 +28,7 @@ from models.geometry import interpolate
 from models.judge import get_judge
 from models.metrics import SPS_FRAMES, SPS_PAIRS, batched, latent_metrics, semantic_path_score
 from models.networks import SemanticAutoencoder
-from models.training import TrainConfig, train
+from models.training import TrainConfig
 
 FAMILY_ORDER = ("ae", "vae", "aae", "acai", "vae-tl", "atnl")
 DATASETS = ("mnist-5k", "pose-digits")
@@ -97,12 +98,17 @@ def run_family(
 ) -> tuple[FamilyRun, list[int], list[int]]:
     tc = train_config(cfg, family, data.spec)
     stage = f"{data.spec}: train {family}"
-    result = train(
+    model, info = cached_train(
         tc, data, on_progress=lambda p: on_progress(stage, (p["epoch"] - 1) * p["steps"] + p["step"], p["epochs"] * p["steps"])
     )
-    model = result.model.eval()
-    tr, te = result.train_indices, result.test_indices
-    metrics: dict[str, Any] = {"train_seconds": round(result.seconds, 1), "epochs": tc.epochs, "objective": result.objective}
+    on_progress(stage, 1, 1)
+    tr, te = info["train_indices"], info["test_indices"]
+    metrics: dict[str, Any] = {
+        "train_seconds": info["seconds"],
+        "reused_cached_model": info["cached"],
+        "epochs": tc.epochs,
+        "objective": info["objective"],
+    }
     metrics.update(latent_metrics(model, data, tr, te))
     x_te, y_te = data.images[te], data.labels[te]
     methods = ["lerp", "slerp"] if model.cfg.spherical else ["lerp"]
