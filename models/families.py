@@ -58,11 +58,16 @@ class Objective(nn.Module):
 
 class ATNLObjective(Objective):
     def __init__(
-        self, atnl: AngularTripletNeighborLoss, circle: OrdinalCircleLoss, triplet_weight: float, circle_weight: float
+        self,
+        atnl: AngularTripletNeighborLoss,
+        circle: OrdinalCircleLoss,
+        triplet_weight: float,
+        circle_weight: float,
+        style_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.atnl, self.circle = atnl, circle
-        self.triplet_weight, self.circle_weight = triplet_weight, circle_weight
+        self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
 
     def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         logits = None
@@ -74,14 +79,17 @@ class ATNLObjective(Objective):
         rec = reconstruction_loss(model.decode_logits(z), x)
         tri = self.atnl(z, y)
         circ = self.circle(z, y, logits) if self.circle_weight > 0 else z.sum() * 0.0
-        total = rec + self.triplet_weight * tri + self.circle_weight * circ
-        return total, {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item()}
+        inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else z.sum() * 0.0
+        total = rec + self.triplet_weight * tri + self.circle_weight * circ + self.style_weight * inv
+        return total, {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item(), "style_class": inv.item()}
 
     def describe(self) -> dict[str, Any]:
         return {
-            "objective": "BCE(D(z), x) + triplet_weight * ATNL(z, y) + circle_weight * circle(z, y)",
+            "objective": "BCE(D(z), x) + triplet_weight * ATNL(z, y) + circle_weight * circle(z, y)"
+            " + style_weight * style_class_share(z[:, 2:], y)",
             "triplet_weight": self.triplet_weight,
             "circle_weight": self.circle_weight,
+            "style_weight": self.style_weight,
             "atnl": self.atnl.describe(),
             "circle": self.circle.describe(),
         }
@@ -132,3 +140,19 @@ def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float)
     valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]
     loss = torch.relu(d[:, :, None] - d[:, None, :] + margin)
     return loss[valid].mean() if valid.any() else z.sum() * 0.0
+
+
+def style_class_share(style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Share of the style axes' variance explained by the label, in [0, 1].
+
+    Between-class scatter of the per-label means over the total scatter, for
+    style (B, d-2). Driving it to 0 leaves the label to the order circle alone:
+    otherwise the decoder reads the digit from the style axes, and a path's
+    middle decodes as one endpoint's label instead of the labels in between."""
+    centred = style - style.mean(0, keepdim=True)
+    total = centred.pow(2).sum(1).mean().clamp_min(1e-8)
+    between = style.new_zeros(())
+    for k in labels.unique():
+        mask = labels == k
+        between = between + mask.float().mean() * centred[mask].mean(0).pow(2).sum()
+    return between / total

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.geometry import normalize
@@ -35,9 +36,9 @@ class ModelConfig:
     """K ordinal labels laid along the order circle; 0: no order circle (baselines)."""
     circle_span: float = 0.9 * math.pi
     """Radians of the order circle (latent axes 0 and 1) the K label sectors cover."""
-    sector_sharpness: float = 0.0
-    """Order-angle quantisation in the decoder: 0 off; s > 0 snaps the order angle
-    towards its sector centre with a softmax of temperature sector / s."""
+    sector_decoder: bool = False
+    """Decoder reads the order angle snapped to its nearest sector centre, and that
+    sector as a one-hot (see ``snap_order_angle``)."""
     ordinal_head: bool = False
     """Encoder places the order angle by a K-way head: ψ = Σ_k p_k φ_k (see ``ordinal_code``)."""
 
@@ -75,8 +76,9 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         w, s = cfg.width, cfg.image_size // 4
+        extra = cfg.num_labels if sector_decoding(cfg) else 0  # soft one-hot of the order sector
         self.net = nn.Sequential(
-            nn.Linear(cfg.latent_dim, cfg.hidden),
+            nn.Linear(cfg.latent_dim + extra, cfg.hidden),
             nn.ReLU(),
             nn.Linear(cfg.hidden, 2 * w * s * s),
             nn.ReLU(),
@@ -153,8 +155,8 @@ class SemanticAutoencoder(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.cfg.latent_dim:
             raise ValueError(f"expected latents of shape (N, {self.cfg.latent_dim}), got {tuple(z.shape)}")
-        if self.cfg.sector_sharpness > 0 and self.cfg.num_labels >= 2:
-            z = snap_order_angle(z, self.cfg)
+        if sector_decoding(self.cfg):
+            z = torch.cat(snap_order_angle(z, self.cfg), dim=1)
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -168,18 +170,22 @@ def sector_centres(num_labels: int, span: float, device: torch.device | None = N
     return (k - (num_labels - 1) / 2) * (span / num_labels)
 
 
-def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """Decoder input with the order angle ψ = atan2(z_1, z_0) pulled towards its sector centre.
+def sector_decoding(cfg: ModelConfig) -> bool:
+    return cfg.sector_decoder and cfg.num_labels >= 2
 
-    ψ' = Σ_k softmax_k(-(ψ - φ_k)^2 / (2 τ^2)) φ_k with τ = sector / sharpness: a smooth
-    staircase, flat inside a sector and steep at its edges, so that a point on a
-    path between two labels decodes as one label or the other, not as a blend
-    (a 6-7 blend reads as a 2). Radius and style axes pass through unchanged.
-    (N, d) -> (N, d)."""
+
+def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder input: z with its order angle ψ = atan2(z_1, z_0) snapped to the
+    nearest sector centre φ_k, (N, d), and that sector as a one-hot, (N, K).
+
+    A point on a path between two labels then decodes as one label or the
+    other, never as a blend (a 6-7 blend reads as a 2; a soft staircase scored
+    lower than this hard one). The one-hot gives the decoder the label as K
+    inputs: two of d coordinates were too weak a signal, and the decoder read
+    the digit from the style axes instead. Radius and style axes pass through."""
     centres = sector_centres(cfg.num_labels, cfg.circle_span, z.device).to(z.dtype)  # (K,)
-    tau = cfg.circle_span / cfg.num_labels / cfg.sector_sharpness
     psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
-    w = torch.softmax(-((psi[:, None] - centres[None, :]) ** 2) / (2 * tau**2), dim=1)  # (N, K)
-    snapped = w @ centres  # (N,)
+    k = (psi[:, None] - centres[None, :]).abs().argmin(1)  # (N,)
     rho = z[:, :2].norm(dim=1)
-    return torch.cat([torch.stack([rho * torch.cos(snapped), rho * torch.sin(snapped)], 1), z[:, 2:]], dim=1)
+    plane = torch.stack([rho * torch.cos(centres[k]), rho * torch.sin(centres[k])], 1)  # (N, 2)
+    return torch.cat([plane, z[:, 2:]], dim=1), F.one_hot(k, cfg.num_labels).to(z.dtype)

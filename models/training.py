@@ -28,7 +28,7 @@ class TrainConfig:
     """One of models.families.FAMILIES."""
     dataset: str = "mnist-5k"
     """A DESIGN §4 data set spec."""
-    epochs: int = 30
+    epochs: int = 40
     """Passes over the training split."""
     batch_size: int = 100
     """Items per class-balanced batch (at least the number of labels)."""
@@ -44,12 +44,14 @@ class TrainConfig:
     """λ_t, weight of the ATNL term."""
     circle_weight: float = 1.0
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
+    style_weight: float = 3.0
+    """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
     circle_span: float = 0.9 * math.pi
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
-    sector_sharpness: float = 4.0
-    """Decoder-side order-angle quantisation (see networks.snap_order_angle); 0 off."""
+    sector_decoder: bool = True
+    """atnl: the decoder reads the nearest order sector (see networks.snap_order_angle)."""
     ordinal_head: bool = True
     """atnl: place the order angle by a K-way encoder head (see networks.ordinal_head)."""
     augment: bool = True
@@ -115,7 +117,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         variational=fam.variational,
         num_labels=data.num_labels if ordered else 0,
         circle_span=cfg.circle_span,
-        sector_sharpness=cfg.sector_sharpness if ordered else 0.0,
+        sector_decoder=cfg.sector_decoder and ordered,
         ordinal_head=cfg.ordinal_head and ordered,
     )
 
@@ -124,7 +126,7 @@ def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
     if cfg.family == "atnl":
         atnl = AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule)
         circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius)
-        return ATNLObjective(atnl, circle, cfg.triplet_weight, cfg.circle_weight)
+        return ATNLObjective(atnl, circle, cfg.triplet_weight, cfg.circle_weight, cfg.style_weight)
     if cfg.family == "ae":
         return AutoencoderObjective()
     if cfg.family == "vae":
