@@ -45,6 +45,8 @@ class ImageSet:
     """(N,) int64 ordinal label index in [0, K)."""
     label_names: list[str]
     """K names in label order."""
+    label_safe_rotation: float = 10.0
+    """Degrees of random rotation that keep every label (0 where the label is a pose angle)."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,7 +57,7 @@ class ImageSet:
 
     def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return ImageSet(self.spec, self.images[idx], self.labels[idx], self.label_names)
+        return ImageSet(self.spec, self.images[idx], self.labels[idx], self.label_names, self.label_safe_rotation)
 
 
 def mnist_5k_path() -> Path:
@@ -167,7 +169,7 @@ def load_pose_digits(seed: int = 0) -> ImageSet:
     jitter = (torch.rand(len(base), generator=g) - 0.5) * 4.0  # ±2° within a 15° bin
     angles = torch.tensor(POSE_ANGLES, dtype=torch.float32)[bins] + jitter
     names = [f"{i:02d}_{a:+d}deg" for i, a in enumerate(POSE_ANGLES)]
-    return ImageSet("pose-digits", rotate(base.images, angles).clamp(0, 1), bins, names)
+    return ImageSet("pose-digits", rotate(base.images, angles).clamp(0, 1), bins, names, label_safe_rotation=0.0)
 
 
 def load_dataset(spec: str) -> ImageSet:

@@ -21,7 +21,7 @@ from torch import nn
 from models.augment import jitter
 from models.data import ImageSet
 
-JUDGE_VERSION = 1
+JUDGE_VERSION = 2
 """Part of the cache key: bump when the architecture or recipe changes."""
 JUDGE_EPOCHS = 10
 """Epochs over the training split."""
@@ -51,7 +51,14 @@ class JudgeCNN(nn.Module):
 
 
 def fit_classifier(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, augment: bool = True, batch: int = JUDGE_BATCH
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    seed: int,
+    augment: bool = True,
+    batch: int = JUDGE_BATCH,
+    max_rotation: float = 10.0,
 ) -> nn.Module:
     """Train a classifier with Adam and cross-entropy on (x, y), with jitter if ``augment``."""
     g = torch.Generator().manual_seed(seed)
@@ -62,7 +69,7 @@ def fit_classifier(
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch):
             idx = perm[i : i + batch]
-            xb = jitter(x[idx], g) if augment else x[idx]
+            xb = jitter(x[idx], g, degrees=max_rotation) if augment else x[idx]
             loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -89,7 +96,14 @@ def get_judge(
         judge.load_state_dict(load_file(str(cache / "judge.safetensors")))
         judge.eval()
     else:
-        fit_classifier(judge, data.images[train_indices], data.labels[train_indices], JUDGE_EPOCHS, seed)
+        fit_classifier(
+            judge,
+            data.images[train_indices],
+            data.labels[train_indices],
+            JUDGE_EPOCHS,
+            seed,
+            max_rotation=data.label_safe_rotation,
+        )
         cache.mkdir(parents=True, exist_ok=True)
         tmp = cache / "judge.safetensors.tmp"
         save_file(judge.state_dict(), str(tmp))

@@ -40,7 +40,10 @@ class ModelConfig:
     """Decoder reads the order angle snapped to its nearest sector centre, and that
     sector as a one-hot (see ``snap_order_angle``)."""
     ordinal_head: bool = False
-    """Encoder places the order angle by a K-way head: ψ = Σ_k p_k φ_k (see ``ordinal_code``)."""
+    """Encoder places the order angle by a K-way head: ψ = Σ_k p_k φ_k (see ``order_logits_and_code``)."""
+    order_temperature: float = 1.0
+    """p = softmax(logits / T): T < 1 puts an uncertain image nearer its most likely sector
+    than halfway between two far ones (a 4-or-9 would otherwise sit at 6.5)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -128,7 +131,7 @@ class SemanticAutoencoder(nn.Module):
         k = self.cfg.num_labels
         logits, style = h[:, :k], h[:, k:]
         centres = sector_centres(k, self.cfg.circle_span, x.device).to(h.dtype)
-        psi = torch.softmax(logits, dim=1) @ centres  # (N,)
+        psi = torch.softmax(logits / self.cfg.order_temperature, dim=1) @ centres  # (N,)
         return logits, torch.cat([torch.cos(psi)[:, None], torch.sin(psi)[:, None], style], dim=1)
 
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

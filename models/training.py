@@ -50,6 +50,8 @@ class TrainConfig:
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
+    order_temperature: float = 0.25
+    """atnl: temperature of the ordinal head's softmax when it places the order angle."""
     sector_decoder: bool = True
     """atnl: the decoder reads the nearest order sector (see networks.snap_order_angle)."""
     ordinal_head: bool = True
@@ -118,6 +120,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         num_labels=data.num_labels if ordered else 0,
         circle_span=cfg.circle_span,
         sector_decoder=cfg.sector_decoder and ordered,
+        order_temperature=cfg.order_temperature,
         ordinal_head=cfg.ordinal_head and ordered,
     )
 
@@ -178,7 +181,7 @@ def train(
             if should_stop is not None and should_stop():
                 raise TrainingStopped(f"stopped at epoch {epoch}, step {step}")
             idx = idx.to(device)
-            xb = jitter(x_all[idx], gen) if cfg.augment else x_all[idx]
+            xb = jitter(x_all[idx], gen, degrees=data.label_safe_rotation) if cfg.augment else x_all[idx]
             loss, parts = objective(model, xb, y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -197,7 +197,7 @@ def render(results: list[dict[str, Any]], cfg: QualityConfig) -> str:
     parts = [
         "Every family is trained with the TrainConfig defaults on the same seeded split and backbone"
         + (f" (epochs overridden to {cfg.epochs})" if cfg.epochs else "")
-        + ". Latent accuracy: linear probe (logistic regression on standardised unit latents) and 5-NN cosine, "
+        + ". Latent accuracy: linear probe (logistic regression, C = 10, on the unit latents) and 5-NN cosine, "
         "train split -> test split. SPS: share of seeded test pairs (a < b, b - a >= 2, both judged correctly) whose "
         f"{SPS_FRAMES} decoded frames the independent judge labels non-decreasing from a to b through every label between; "
         f"{cfg.pairs} pairs. Baselines decode Euclidean codes, so only lerp applies to them; ATNL* = ATNL with lerp.",
