@@ -108,7 +108,8 @@ def eval_cmd(
         if isinstance(value, float):
             table.add_row(key, f"{value:.4f}")
         elif isinstance(value, dict):
-            table.add_row(f"{key} (sps / coverage / monotonicity)", f"{value['sps']:.3f} / {value['coverage']:.3f} / {value['monotonicity']:.3f}")
+            path = f"{value['sps']:.3f} / {value['coverage']:.3f} / {value['monotonicity']:.3f}"
+            table.add_row(f"{key} (sps / coverage / monotonicity)", path)
         else:
             table.add_row(key, str(value))
     Console().print(table)

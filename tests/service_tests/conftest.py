@@ -4,7 +4,6 @@ tiny checkpoint, the ASGI app driven through httpx, and real PNG/JPEG bytes."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,17 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis import Redis
+from svc_helpers import client_for, free_port
 
-from service.main import create_app
 from service.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +80,6 @@ def settings(store_dir: Path, redis_url: str) -> Settings:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def client_for(settings: Settings) -> AsyncIterator[AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://atnl.test") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import free_port
+from svc_helpers import free_port
 from svc_images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.e2e

@@ -30,7 +30,7 @@ async def test_health_ready_and_model_list(client) -> None:
 
 
 async def test_readyz_is_503_without_a_model(settings, tmp_path) -> None:
-    from conftest import client_for
+    from svc_helpers import client_for
 
     empty = settings.model_copy(update={"model_store": tmp_path / "empty"})
     async for client in client_for(empty):
