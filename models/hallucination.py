@@ -49,6 +49,17 @@ def quotas(num_labels: int, per_class: int | None, n: int | None) -> list[int]:
     return [n // num_labels + (1 if k < n % num_labels else 0) for k in range(num_labels)]
 
 
+def makeable_labels(labels: torch.Tensor, num_labels: int, strategy: str) -> list[int]:
+    """Labels to make images for: those with examples, and (unless ``strategy`` is
+    ``same``) those without whose two neighbours both have examples. A request
+    with only 0s and 2s gets 0s, 1s and 2s, not an error about the other labels."""
+    present = set(labels.tolist())
+    out = [k for k in range(num_labels) if k in present or (strategy != "same" and k - 1 in present and k + 1 in present)]
+    if not out:
+        raise ValueError("no examples to hallucinate from")
+    return out
+
+
 def _uniform(lo_hi: tuple[float, float], g: torch.Generator) -> float:
     lo, hi = lo_hi
     return lo + (hi - lo) * float(torch.rand((), generator=g))
@@ -107,7 +118,11 @@ def hallucinate(
     if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
         raise ValueError(f"labels must be in [0, {num_labels})")
     g = torch.Generator().manual_seed(seed)
-    jobs = plan(labels, num_labels, quotas(num_labels, per_class, n), strategy, g)
+    makeable = makeable_labels(labels, num_labels, strategy)
+    counts = [0] * num_labels
+    for k, count in zip(makeable, quotas(len(makeable), per_class, n), strict=True):
+        counts[k] = count
+    jobs = plan(labels, num_labels, counts, strategy, g)
     codes = model.code(images)  # (N, d)
     method = "slerp" if model.cfg.spherical else "lerp"
     z = torch.cat([interpolate(codes[i], codes[j], [w], method) for i, j, w, _ in jobs]) if jobs else codes[:0]

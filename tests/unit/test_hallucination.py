@@ -142,6 +142,17 @@ def test_bad_inputs_raise_value_errors(make_model: ModelFactory, few_shot: Image
         hallucinate(model, x, y[:-1], 10, per_class=1)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 9\)"):
         hallucinate(model, x, y, 9, per_class=1)
-    no_zeros = y != 0  # label 0 has no examples and no label below it to interpolate from
-    with pytest.raises(ValueError, match="label 0 has no examples"):
-        hallucinate(model, x[no_zeros], y[no_zeros], 10, per_class=1)
+    with pytest.raises(ValueError, match="no examples to hallucinate from"):
+        hallucinate(model, x[:0], y[:0], 10, per_class=1)
+
+
+def test_only_labels_with_examples_or_both_neighbours_are_made(make_model: ModelFactory, few_shot: ImageSet) -> None:
+    model = make_model()
+    x, y = few_shot.images, few_shot.labels
+    no_zeros = y != 0  # label 0 has no examples and no label below it to interpolate from: skipped
+    samples = hallucinate(model, x[no_zeros], y[no_zeros], 10, per_class=2, seed=0)
+    assert Counter(s.label for s in samples) == {k: 2 for k in range(1, 10)}
+    zeros_and_twos = (y == 0) | (y == 2)  # 1 lies between them and is filled by ordinal slerps
+    for strategy, made in (("both", {0, 1, 2}), ("same", {0, 2})):
+        samples = hallucinate(model, x[zeros_and_twos], y[zeros_and_twos], 10, per_class=3, strategy=strategy, seed=0)
+        assert Counter(s.label for s in samples) == {k: 3 for k in made}
