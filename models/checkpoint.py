@@ -126,5 +126,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", verify
         model.load_state_dict(load_file(str(weights)))
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: weights and model_config do not fit: {e}") from e
-    model.meta = meta  # type: ignore[assignment]
+    model.meta = meta
     return model.to(device).eval()

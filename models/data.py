@@ -114,10 +114,10 @@ def load_mnist_idx(directory: Path) -> ImageSet:
         labels.append(y)
     if not images:
         raise DatasetError(f"no MNIST IDX files (train-images-idx3-ubyte, ...) in {directory}")
-    x = torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0)[:, None]
-    x = _resize(x)
-    y = torch.from_numpy(np.concatenate(labels).astype(np.int64))
-    return ImageSet(f"mnist-idx:{directory}", x.contiguous(), y, [str(d) for d in range(int(y.max()) + 1)])
+    pixels = _resize(torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0)[:, None])
+    targets = torch.from_numpy(np.concatenate(labels).astype(np.int64))
+    names = [str(d) for d in range(int(targets.max()) + 1)]
+    return ImageSet(f"mnist-idx:{directory}", pixels.contiguous(), targets, names)
 
 
 def _resize(x: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,10 @@ def load_folder(directory: Path) -> ImageSet:
             raise DatasetError(f"label folder {cls} has no PNG/JPEG images")
         for f in files:
             with Image.open(f) as im:
-                arr = np.asarray(im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), dtype=np.float32) / 255.0
+                arr = (
+                    np.asarray(im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
+                    / 255.0
+                )
             images.append(1.0 - arr if arr.mean() > 0.5 else arr)
             labels.append(k)
     x = torch.from_numpy(np.stack(images))[:, None]

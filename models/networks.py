@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,8 +105,12 @@ class SemanticAutoencoder(nn.Module):
     the raw mean code for Euclidean baselines (where lerp happens).
     """
 
+    meta: dict[str, Any]
+    """model.json of the checkpoint it was loaded from (empty for a fresh model)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.meta = {}
         if cfg.image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {cfg.image_size}")
         if cfg.ordinal_head and (cfg.num_labels < 2 or cfg.variational or cfg.latent_dim < 3):

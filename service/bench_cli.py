@@ -59,7 +59,7 @@ def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     """Paper Table 1 and Figures 5-6 for ae, vae, aae, acai, vae-tl and atnl on mnist-5k and pose-digits."""
     from models.bench.quality import QualityConfig, run_quality
 
-    opts = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
+    opts: dict[str, Any] = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
     cfg = QualityConfig.quick(**opts) if quick else QualityConfig(**opts)
     run_with_bars("quality", run_quality, cfg, out, bench_command("quality", out, quick, device, seed, threads))
 
@@ -70,7 +70,7 @@ def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     """Paper Table 2: pixel KNN and a small CNN on k real digits a label, with and without hallucination."""
     from models.bench.fewshot import FewShotConfig, run_fewshot
 
-    opts = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
+    opts: dict[str, Any] = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
     cfg = FewShotConfig.quick(**opts) if quick else FewShotConfig(**opts)
     run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed, threads))
 

@@ -47,7 +47,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         img.draft("L", (max(1, w * DRAFT_SIDE // max(w, h)), max(1, h * DRAFT_SIDE // max(w, h))))
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # an Image, no longer an ImageFile
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise BadImage(f"image could not be decoded: {e}") from e
     return img

@@ -98,7 +98,7 @@ async def interpolate(
     if fmt == "gif":
         gif = await engine.run(imaging.gif_bytes, list(frames), settings.gif_frame_ms)
         return Response(gif, media_type="image/gif", headers={"X-Model-Id": lm.id})
-    return InterpolateResponse(model_id=lm.id, method=method, omegas=omegas.tolist(), frames=await engine.run(b64png, frames))
+    return InterpolateResponse(model_id=lm.id, method=method, omegas=omegas.tolist(), frames=await engine.run(b64png, frames))  # type: ignore[arg-type]
 
 
 @router.post(
