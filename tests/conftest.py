@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,30 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_5k) -> Path:
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny-atnl"
     return train_to_checkpoint(TrainConfig(**TINY_TRAIN), out, data=mnist_5k)
+
+
+@pytest.fixture(scope="session")
+def atnl_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ATNL_CACHE_DIR set to a per-session directory (where judges and bench models are cached)."""
+    cache = tmp_path_factory.mktemp("atnl-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATNL_CACHE_DIR", str(cache))
+        yield cache
+
+
+def first_of_each_label(data, per_label: int):
+    """The first ``per_label`` items of each label, in label order (an ImageSet)."""
+    idx = torch.cat([(data.labels == k).nonzero().squeeze(1)[:per_label] for k in range(data.num_labels)])
+    return data.subset(idx)
+
+
+@pytest.fixture(scope="session")
+def mnist_500(mnist_5k):
+    """500 real digits: the first 50 of each label, in label order."""
+    return first_of_each_label(mnist_5k, 50)
+
+
+@pytest.fixture(scope="session")
+def digits_100(mnist_5k):
+    """100 real digits: the first 10 of each label."""
+    return first_of_each_label(mnist_5k, 10)

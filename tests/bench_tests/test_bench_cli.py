@@ -12,7 +12,7 @@ from service.cli import app
 
 
 @pytest.mark.parametrize("bench", ["quality", "fewshot"])
-def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, bench_cache_dir: Path) -> None:
+def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, atnl_cache_dir: Path) -> None:
     out = tmp_path / "reports"
     result = CliRunner().invoke(app, ["bench", bench, "--quick", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -11,7 +11,7 @@ from models.data import ImageSet
 from models.training import TrainConfig
 
 
-def test_second_training_with_the_same_key_is_loaded(digits_100: ImageSet, bench_cache_dir: Path) -> None:
+def test_second_training_with_the_same_key_is_loaded(digits_100: ImageSet, atnl_cache_dir: Path) -> None:
     cfg = TrainConfig(family="ae", epochs=1, batch_size=20, latent_dim=4, device="cpu", threads=1)
     first, info1 = cached_train(cfg, digits_100)
     second, info2 = cached_train(cfg, digits_100)
@@ -24,7 +24,7 @@ def test_second_training_with_the_same_key_is_loaded(digits_100: ImageSet, bench
     assert info3["cached"] is False
 
 
-def test_result_cache_survives_a_new_process_view(bench_cache_dir: Path) -> None:
+def test_result_cache_survives_a_new_process_view(atnl_cache_dir: Path) -> None:
     ResultCache("k").put("k1/draw0/none", {"knn": 0.5})
     assert ResultCache("k").get("k1/draw0/none") == {"knn": 0.5}
     assert ResultCache("other").get("k1/draw0/none") is None
