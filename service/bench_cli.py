@@ -53,15 +53,21 @@ def run_with_bars(name: str, run: Callable[..., dict[str, Any]], cfg: Any, out: 
     console.print(f"wrote {out / (name + '.md')} in {result['seconds'] / 60:.1f} min")
 
 
+def run_bench(name: str, config_cls: Any, run: Callable[..., dict[str, Any]], out: Path, quick: bool, device: str,
+              seed: int, threads: int) -> None:  # fmt: skip
+    """Build the benchmark's config (its ``quick`` variant with --quick) and run it under progress bars."""
+    opts: dict[str, Any] = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
+    cfg = config_cls.quick(**opts) if quick else config_cls(**opts)
+    run_with_bars(name, run, cfg, out, bench_command(name, out, quick, device, seed, threads))
+
+
 @bench_app.command("quality")
 def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
                 seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
     """Paper Table 1 and Figures 5-6 for ae, vae, aae, acai, vae-tl and atnl on mnist-5k and pose-digits."""
     from models.bench.quality import QualityConfig, run_quality
 
-    opts: dict[str, Any] = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
-    cfg = QualityConfig.quick(**opts) if quick else QualityConfig(**opts)
-    run_with_bars("quality", run_quality, cfg, out, bench_command("quality", out, quick, device, seed, threads))
+    run_bench("quality", QualityConfig, run_quality, out, quick, device, seed, threads)
 
 
 @bench_app.command("fewshot")
@@ -70,9 +76,7 @@ def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     """Paper Table 2: pixel KNN and a small CNN on k real digits a label, with and without hallucination."""
     from models.bench.fewshot import FewShotConfig, run_fewshot
 
-    opts: dict[str, Any] = {"device": device, "seed": seed, **({"threads": threads} if threads else {})}
-    cfg = FewShotConfig.quick(**opts) if quick else FewShotConfig(**opts)
-    run_with_bars("fewshot", run_fewshot, cfg, out, bench_command("fewshot", out, quick, device, seed, threads))
+    run_bench("fewshot", FewShotConfig, run_fewshot, out, quick, device, seed, threads)
 
 
 # `atnl bench service` (REST load test vs the in-process ceiling) lives in its own module,
