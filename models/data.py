@@ -26,8 +26,10 @@ from PIL import Image
 IMAGE_SIZE = 28
 """Side of the square grey images every data set is brought to."""
 
-POSE_ANGLES = (-45, -30, -15, 0, 15, 30, 45)
-"""Degrees of the pose-digits bins, in label order."""
+POSE_ANGLES = (-60, -40, -20, 0, 20, 40, 60)
+"""Degrees of the pose-digits bins, in label order. Multi-PIE's poses are 15°
+apart; at 15° an independent judge told the bins apart only 91% of the time
+(65% before deskewing), at 20° 93%."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -163,16 +165,38 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def deskew(images: torch.Tensor) -> torch.Tensor:
+    """Upright (N, C, H, W) images: each sheared so its ink's principal axis is
+    vertical and shifted so its centre of mass is the image centre (the classic
+    moment deskew of MNIST). Handwriting leans by ±15° or more, as much as one
+    pose step; without this a digit's lean would blur its pose bin."""
+    _, _, h, w = images.shape
+    ink = images.sum(1)  # (N, H, W)
+    mass = ink.sum((1, 2)).clamp_min(1e-6)  # (N,)
+    ys = (2 * torch.arange(h, dtype=images.dtype) + 1) / h - 1  # pixel centres, affine_grid units
+    xs = (2 * torch.arange(w, dtype=images.dtype) + 1) / w - 1
+    my = (ink.sum(2) * ys).sum(1) / mass  # (N,)
+    mx = (ink.sum(1) * xs).sum(1) / mass
+    dy, dx = ys[None, :, None] - my[:, None, None], xs[None, None, :] - mx[:, None, None]  # (N, H, 1), (N, 1, W)
+    shear = (ink * dy * dx).sum((1, 2)) / (ink * dy**2).sum((1, 2)).clamp_min(1e-6)  # (N,) x-shift per unit y
+    one, zero = torch.ones_like(mx), torch.zeros_like(mx)
+    # Output (x, y) samples the input at (x + shear·y + mx, y + my).
+    theta = torch.stack([torch.stack([one, shear, mx], 1), torch.stack([zero, one, my], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def load_pose_digits(seed: int = 0) -> ImageSet:
-    """mnist-5k with each digit rotated into one of the POSE_ANGLES bins (balanced, seeded)."""
+    """mnist-5k digits, deskewed, each rotated into one of the POSE_ANGLES bins (balanced, seeded)."""
     base = load_mnist_5k()
     g = torch.Generator().manual_seed(seed)
     bins = torch.arange(len(base)) % len(POSE_ANGLES)
     bins = bins[torch.randperm(len(base), generator=g)]
-    jitter = (torch.rand(len(base), generator=g) - 0.5) * 4.0  # ±2° within a 15° bin
+    jitter = (torch.rand(len(base), generator=g) - 0.5) * 4.0  # ±2° within a 20° bin
     angles = torch.tensor(POSE_ANGLES, dtype=torch.float32)[bins] + jitter
     names = [f"{i:02d}_{a:+d}deg" for i, a in enumerate(POSE_ANGLES)]
-    return ImageSet("pose-digits", rotate(base.images, angles).clamp(0, 1), bins, names, label_safe_rotation=0.0)
+    upright = deskew(base.images)
+    return ImageSet("pose-digits", rotate(upright, angles).clamp(0, 1), bins, names, label_safe_rotation=0.0)
 
 
 def load_dataset(spec: str) -> ImageSet:

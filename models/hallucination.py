@@ -5,24 +5,42 @@ Strategies (DESIGN §3):
 - ``ordinal``: slerp between an example of label y-1 and one of y+1, near the
   middle of the path (ω in ORDINAL_OMEGA), labelled y; this can fill a label
   that has few or no examples;
-- ``both``: half of each label's quota from each, where ``ordinal`` applies.
+- ``both``: half of each label's quota from each, where ``ordinal`` applies;
+- ``restyle``: an example of label y keeps its order angle (its label) while
+  its style moves towards another example's, of any label (ω in RESTYLE_OMEGA):
+  every example lends its style to every label, so k examples a label give
+  10·k styles instead of k. Needs a model whose order circle holds the label
+  and whose other axes hold the style (atnl);
+- ``mixed``: a third of each quota from ``restyle``, the rest as ``both``.
 Every sample carries its label, its two source indices and ω.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from models.geometry import interpolate
+from models.geometry import interpolate, normalize, slerp
 from models.networks import SemanticAutoencoder
 
-STRATEGIES = ("same", "ordinal", "both")
+STRATEGIES = ("same", "ordinal", "both", "restyle", "mixed")
 SAME_OMEGA = (0.2, 0.8)
 """ω range of same-label slerps: away from the endpoints, which would be copies."""
 ORDINAL_OMEGA = (0.4, 0.6)
 """ω range of y-1 -> y+1 slerps: near the middle, where label y lies."""
+RESTYLE_OMEGA = (0.5, 1.0)
+"""ω range of restyling: from halfway to the donor's whole style."""
+STRATEGY_NOTES = {
+    "same": "same-label slerps at ω in [0.2, 0.8]",
+    "ordinal": "y-1 -> y+1 slerps near the middle (ω in [0.4, 0.6]) labelled y",
+    "both": "half same-label slerps at ω in [0.2, 0.8], half (inner labels) y-1 -> y+1 slerps near the middle labelled y",
+    "restyle": "a label-y example's order angle with its style slerped towards another example's (any label) by ω in [0.5, 1]",
+    "mixed": "a third restyled (a label-y example's order angle, another example's style by ω in [0.5, 1]), a third "
+    "same-label slerps at ω in [0.2, 0.8], a third (inner labels) y-1 -> y+1 slerps near the middle labelled y",
+}
+"""One line per strategy, for reports."""
 
 
 @dataclass
@@ -69,33 +87,56 @@ def _pick(pool: torch.Tensor, g: torch.Generator) -> int:
     return int(pool[int(torch.randint(len(pool), (), generator=g))])
 
 
-def plan(
-    labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator
-) -> list[tuple[int, int, float, int]]:
-    """(i, j, ω, label) for every image to make."""
+class Job(NamedTuple):
+    """One image to make: from sources i and j at ω, labelled ``label``."""
+
+    i: int
+    j: int
+    omega: float
+    label: int
+    restyle: bool = False
+    """True: i's order angle with its style moved towards j's; False: a path from i to j."""
+
+
+def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[Job]:
+    """The jobs that make ``counts[k]`` images of each label k."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     pools = [(labels == k).nonzero().squeeze(1) for k in range(num_labels)]
-    out: list[tuple[int, int, float, int]] = []
+    everyone = torch.arange(len(labels))
+    out: list[Job] = []
     for k, count in enumerate(counts):
         ordinal_ok = 0 < k < num_labels - 1 and len(pools[k - 1]) > 0 and len(pools[k + 1]) > 0
         same_ok = len(pools[k]) > 0
+        n_restyle = {"restyle": count, "mixed": count // 3}.get(strategy, 0) if same_ok else 0
+        rest = count - n_restyle
         if strategy == "ordinal" or not same_ok:
-            n_ord = count if ordinal_ok else 0
-        elif strategy == "both" and ordinal_ok:
-            n_ord = count // 2
+            n_ord = rest if ordinal_ok else 0
+        elif strategy in ("both", "mixed") and ordinal_ok:
+            n_ord = rest // 2
         else:
             n_ord = 0
-        if n_ord < count and not same_ok:
+        if n_ord + n_restyle < count and not same_ok:
             raise ValueError(f"label {k} has no examples and no examples on both sides to interpolate from")
+        for _ in range(n_restyle):
+            i = _pick(pools[k], g)
+            donors = everyone[everyone != i]
+            out.append(Job(i, _pick(donors, g) if len(donors) else i, _uniform(RESTYLE_OMEGA, g), k, restyle=True))
         for _ in range(n_ord):
-            out.append((_pick(pools[k - 1], g), _pick(pools[k + 1], g), _uniform(ORDINAL_OMEGA, g), k))
-        for _ in range(count - n_ord):
+            out.append(Job(_pick(pools[k - 1], g), _pick(pools[k + 1], g), _uniform(ORDINAL_OMEGA, g), k))
+        for _ in range(rest - n_ord):
             i = _pick(pools[k], g)
             others = pools[k][pools[k] != i]
-            j = _pick(others, g) if len(others) else i
-            out.append((i, j, _uniform(SAME_OMEGA, g), k))
+            out.append(Job(i, _pick(others, g) if len(others) else i, _uniform(SAME_OMEGA, g), k))
     return out
+
+
+def restyled(code_i: torch.Tensor, code_j: torch.Tensor, omega: float) -> torch.Tensor:
+    """(1, d): unit code i's order angle (axes 0, 1) with its style (the other axes)
+    slerped towards code j's by ω, at code i's lean off the order circle."""
+    lean = code_i[2:].norm()
+    style = slerp(normalize(code_i[2:]), normalize(code_j[2:]), [omega]) * lean  # (1, d - 2)
+    return torch.cat([code_i[None, :2], style], dim=1)
 
 
 @torch.no_grad()
@@ -117,6 +158,8 @@ def hallucinate(
         raise ValueError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
         raise ValueError(f"labels must be in [0, {num_labels})")
+    if strategy in ("restyle", "mixed") and not (model.cfg.spherical and model.cfg.num_labels >= 2):
+        raise ValueError(f"strategy {strategy!r} needs a model with an order circle (family atnl)")
     g = torch.Generator().manual_seed(seed)
     makeable = makeable_labels(labels, num_labels, strategy)
     counts = [0] * num_labels
@@ -125,6 +168,7 @@ def hallucinate(
     jobs = plan(labels, num_labels, counts, strategy, g)
     codes = model.code(images)  # (N, d)
     method = "slerp" if model.cfg.spherical else "lerp"
-    z = torch.cat([interpolate(codes[i], codes[j], [w], method) for i, j, w, _ in jobs]) if jobs else codes[:0]
-    decoded = model.decode(z) if len(z) else images[:0]
-    return [HallucinatedSample(img, k, (i, j), w) for img, (i, j, w, k) in zip(decoded, jobs, strict=True)]
+    z = [restyled(codes[j.i], codes[j.j], j.omega) if j.restyle else interpolate(codes[j.i], codes[j.j], [j.omega], method)
+         for j in jobs]  # fmt: skip
+    decoded = model.decode(torch.cat(z)) if jobs else images[:0]
+    return [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]

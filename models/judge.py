@@ -82,7 +82,9 @@ def default_cache_dir() -> Path:
 
 
 def _cache_key(data: ImageSet, train_indices: list[int], seed: int) -> str:
+    """The images' bytes are part of it: a data set whose recipe changes under the same spec gets a new judge."""
     h = hashlib.sha256(json.dumps([JUDGE_VERSION, data.spec, len(data), train_indices, seed]).encode())
+    h.update(data.images.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -45,6 +45,12 @@ class ModelConfig:
     order_temperature: float = 1.0
     """p = softmax(logits / T): T < 1 puts an uncertain image nearer its most likely sector
     than halfway between two far ones (a 4-or-9 would otherwise sit at 6.5)."""
+    style_angle: float = 0.0
+    """Ordinal head: radians every latent leans off the order circle, fixed (the style
+    axes give only a direction); 0: free, set by the style outputs' norm. Fixed, every
+    latent sits on one small circle around the order plane's normal, so label sectors
+    are linearly separable; free, an item far off the circle lies nearer a neighbour
+    sector's centre than its own and a linear probe misreads it."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -128,7 +134,8 @@ class SemanticAutoencoder(nn.Module):
         """For an ordinal-head model: (N, K) order logits and the (N, d) raw code
 
         u = (cos ψ, sin ψ, s) with ψ = Σ_k softmax(logits)_k φ_k, the expected sector
-        centre, and s the d - 2 style outputs. A K-way head places classes on the
+        centre, and s the d - 2 style outputs (with ``style_angle`` = r > 0:
+        u = (cos r cos ψ, cos r sin ψ, sin r ŝ)). A K-way head places classes on the
         order circle directly; learning a 1-D order angle from scratch instead
         stalls, as clusters cannot pass one another on a line."""
         self._check_images(x)
@@ -137,7 +144,11 @@ class SemanticAutoencoder(nn.Module):
         logits, style = h[:, :k], h[:, k:]
         centres = sector_centres(k, self.cfg.circle_span, x.device).to(h.dtype)
         psi = torch.softmax(logits / self.cfg.order_temperature, dim=1) @ centres  # (N,)
-        return logits, torch.cat([torch.cos(psi)[:, None], torch.sin(psi)[:, None], style], dim=1)
+        plane = torch.stack([torch.cos(psi), torch.sin(psi)], dim=1)  # (N, 2)
+        if self.cfg.style_angle > 0:
+            lean = torch.tensor(self.cfg.style_angle, dtype=h.dtype)
+            plane, style = plane * torch.cos(lean), normalize(style) * torch.sin(lean)  # unit by construction
+        return logits, torch.cat([plane, style], dim=1)
 
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) for variational models, (code, None) otherwise; (N, d) each."""

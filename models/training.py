@@ -21,6 +21,8 @@ from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
 from models.networks import ModelConfig, SemanticAutoencoder
 from models.sampling import class_balanced_batches
 
+LR_SCHEDULES = ("cosine", "constant")
+
 
 @dataclass
 class TrainConfig:
@@ -33,7 +35,9 @@ class TrainConfig:
     batch_size: int = 100
     """Items per class-balanced batch (at least the number of labels)."""
     lr: float = 1e-3
-    """Adam learning rate."""
+    """Adam learning rate (at the start, with ``lr_schedule``)."""
+    lr_schedule: str = "cosine"
+    """``cosine``: the rate falls to 0 over the run along a half cosine, step by step; ``constant``."""
     latent_dim: int = 16
     """Latent size d."""
     margin: float = 0.3
@@ -42,7 +46,7 @@ class TrainConfig:
     """``gap``: margin grows with the label gap; ``constant``."""
     triplet_weight: float = 5.0
     """λ_t, weight of the ATNL term."""
-    circle_weight: float = 1.0
+    circle_weight: float = 3.0
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
     style_weight: float = 3.0
     """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
@@ -50,6 +54,9 @@ class TrainConfig:
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
+    fixed_style_angle: bool = True
+    """atnl with the ordinal head: every latent leans exactly ``style_radius`` off the
+    order circle (see networks.ModelConfig.style_angle)."""
     order_temperature: float = 0.25
     """atnl: temperature of the ordinal head's softmax when it places the order angle."""
     sector_decoder: bool = True
@@ -75,6 +82,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.latent_dim < 3 and FAMILIES[self.family].spherical:
             raise ValueError("latent_dim must be >= 3 for a spherical family")
 
@@ -122,6 +131,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         sector_decoder=cfg.sector_decoder and ordered,
         order_temperature=cfg.order_temperature,
         ordinal_head=cfg.ordinal_head and ordered,
+        style_angle=cfg.style_radius if cfg.fixed_style_angle and cfg.ordinal_head and ordered else 0.0,
     )
 
 
@@ -155,8 +165,8 @@ def train(
 ) -> TrainResult:
     """Train one model on the seeded train split of ``data``.
 
-    ``on_progress`` gets a dict (epoch, epochs, step, steps, loss and its
-    parts) after every step; ``should_stop`` is polled every step and raises
+    ``on_progress`` gets a dict (epoch, epochs, step, steps, the step's
+    learning rate lr, loss and its parts) after every step; ``should_stop`` is polled every step and raises
     TrainingStopped when it answers True."""
     start = time.monotonic()
     if cfg.threads:
@@ -172,6 +182,10 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, len(train_idx) // cfg.batch_size)
+    total_steps = cfg.epochs * steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps)) if cfg.lr_schedule == "cosine" else 1.0
+    )
     history: list[dict[str, float]] = []
 
     model.train()
@@ -185,14 +199,16 @@ def train(
             loss, parts = objective(model, xb, y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            lr = opt.param_groups[0]["lr"]
             opt.step()
+            schedule.step()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
             parts = {"loss": loss.item(), **parts}
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
             if on_progress is not None:
-                on_progress({"epoch": epoch, "epochs": cfg.epochs, "step": step, "steps": steps, **parts})
+                on_progress({"epoch": epoch, "epochs": cfg.epochs, "step": step, "steps": steps, "lr": lr, **parts})
         history.append({"epoch": epoch, **{k: v / steps for k, v in totals.items()}})
 
     model.eval()

@@ -27,7 +27,7 @@ import torch
 from models import CheckpointError, load_checkpoint
 from models.device import resolve_device
 from models.geometry import interpolate, normalize
-from models.hallucination import hallucinate
+from models.hallucination import STRATEGIES, hallucinate
 from models.networks import SemanticAutoencoder
 from service import imaging, metrics
 from service.errors import BadImage, InvalidInput, ModelNotFound, ModelNotReady
@@ -37,6 +37,8 @@ from service.store import ModelStore
 log = logging.getLogger("atnl.engine")
 T = TypeVar("T")
 METHODS = ("slerp", "lerp")
+HALLUCINATION_STRATEGIES = STRATEGIES
+"""What ``strategy`` of POST /v1/hallucinate accepts (see models.hallucination)."""
 
 
 @dataclass(frozen=True)

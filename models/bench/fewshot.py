@@ -35,7 +35,7 @@ from models.bench.plots import image_rows
 from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset
 from models.device import resolve_device
-from models.hallucination import hallucinate
+from models.hallucination import STRATEGY_NOTES, hallucinate
 from models.judge import JudgeCNN, fit_classifier
 from models.metrics import latent_metrics
 from models.networks import SemanticAutoencoder
@@ -61,7 +61,7 @@ class FewShotConfig:
     """Images a label the hallucinator may train on (at most what is left after test and pool)."""
     extra_per_class: int = 50
     """Images a label each augmentation adds."""
-    strategy: str = "both"
+    strategy: str = "restyle"
     """models.hallucination strategy."""
     cnn_steps: int = 300
     """Adam steps of the small CNN, whatever the training set's size."""
@@ -216,8 +216,8 @@ def render(summary: dict[str, Any], cfg: FewShotConfig, split: dict[str, Any], h
             f"{100 * m['linear_probe_acc']:.1f}%, 5-NN {100 * m['knn5_cosine_acc']:.1f}%. "
             f"Training took {halluc['seconds']:.0f} s.\n"
             f"- Each augmentation adds {cfg.extra_per_class} images a label. Hallucination: `hallucinate(strategy="
-            f"'{cfg.strategy}')` (same-label slerps at ω in [0.2, 0.8] and, for inner labels, y-1 -> y+1 slerps near the middle, "
-            "labelled y); its sources are the k real images a label only (and their jitters for `both`).\n"
+            f"'{cfg.strategy}')`: {STRATEGY_NOTES[cfg.strategy]}; its sources are the k real images a label only "
+            "(and their jitters for `both`).\n"
             f"- Pixel KNN: 1-NN, Euclidean, on raw pixels. CNN: two conv layers + MLP (the judge's architecture), "
             f"{cfg.cnn_steps} Adam steps of batch {CNN_BATCH} whatever the set's size, no online augmentation.",
             "![hallucinated samples](fewshot_samples.png)",

@@ -116,7 +116,7 @@ async def hallucinate(
     labels: Annotated[list[str], Form(description="One label per image, in upload order: JSON array or comma-separated names.")],
     per_class: Annotated[int | None, Form(description="Images to make for every label.")] = None,
     n: Annotated[int | None, Form(description="Images to make in all, split evenly over the labels.")] = None,
-    strategy: Annotated[str | None, Form(description="both (default), same or ordinal.")] = None,
+    strategy: Annotated[str | None, Form(description="both (default), same, ordinal, restyle or mixed.")] = None,
     seed: Annotated[int | None, Form(description="Same seed and inputs, same outputs (default 0).")] = None,
     format: Annotated[str | None, Form(description="json (default) or zip.")] = None,
     preprocess: Preprocess = None,
@@ -124,7 +124,7 @@ async def hallucinate(
     """A few labelled images -> new labelled images made by semantic interpolation."""
     per_class = option(request, "per_class", per_class, int, None)
     n = option(request, "n", n, int, None)
-    strategy = choice("strategy", option(request, "strategy", strategy, str, "both"), ("both", "same", "ordinal"))
+    strategy = choice("strategy", option(request, "strategy", strategy, str, "both"), inference.HALLUCINATION_STRATEGIES)
     seed = option(request, "seed", seed, int, 0)
     fmt = choice("format", option(request, "format", format, str, "json"), ("json", "zip"))
     mode = choice("preprocess", option(request, "preprocess", preprocess, str, "mnist"), PREPROCESS)

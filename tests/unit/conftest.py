@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -20,9 +21,11 @@ settings.load_profile("unit")
 def make_model() -> Callable[..., SemanticAutoencoder]:
     """Factory of untrained, seeded, narrow backbones for 28×28 grey images (fast on CPU)."""
 
-    def make(spherical: bool = True, variational: bool = False, latent_dim: int = 6, seed: int = 0) -> SemanticAutoencoder:
+    def make(
+        spherical: bool = True, variational: bool = False, latent_dim: int = 6, seed: int = 0, **extra: Any
+    ) -> SemanticAutoencoder:
         torch.manual_seed(seed)
-        cfg = ModelConfig(latent_dim=latent_dim, width=4, hidden=32, spherical=spherical, variational=variational)
+        cfg = ModelConfig(latent_dim=latent_dim, width=4, hidden=32, spherical=spherical, variational=variational, **extra)
         return SemanticAutoencoder(cfg).eval()
 
     return make

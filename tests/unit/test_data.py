@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.data import POSE_ANGLES, DatasetError, ImageSet, load_dataset, rotate, split_indices
+from models.data import POSE_ANGLES, DatasetError, ImageSet, deskew, load_dataset, rotate, split_indices
 
 
 def test_mnist_5k_is_500_real_digits_of_each_label(mnist_5k: ImageSet) -> None:
@@ -170,17 +170,31 @@ def test_pose_digits_are_mnist_5k_rotated_into_ordered_angle_bins(mnist_5k: Imag
     assert pose.images.shape == (5000, 1, 28, 28)
     assert pose.images.min() >= 0.0 and pose.images.max() <= 1.0
     k = len(POSE_ANGLES)
-    assert pose.num_labels == k and pose.label_names[0].startswith("00_") and "-45deg" in pose.label_names[0]
+    assert pose.num_labels == k and pose.label_names[0].startswith("00_") and "-60deg" in pose.label_names[0]
     counts = torch.bincount(pose.labels, minlength=k)
     assert counts.max() - counts.min() <= 1  # balanced bins
-    # Item i is digit i of mnist-5k turned by its bin's angle (±2° jitter).
+    # Item i is digit i of mnist-5k, deskewed, turned by its bin's angle (±2° jitter).
     for b in (0, k - 1):
         idx = (pose.labels == b).nonzero().squeeze(1)[:50]
-        base = mnist_5k.images[idx]
+        base = deskew(mnist_5k.images[idx])
         turned = rotate(base, torch.full((len(idx),), float(POSE_ANGLES[b])))
         assert (pose.images[idx] - turned).abs().mean() < 0.5 * (pose.images[idx] - base).abs().mean()
     again = load_dataset("pose-digits")
     assert torch.equal(again.images, pose.images) and torch.equal(again.labels, pose.labels)
+
+
+def test_deskew_stands_a_leaning_stroke_upright_and_centres_it() -> None:
+    # A 1 drawn as a line leaning right (top to the right), off centre.
+    img = torch.zeros(1, 1, 28, 28)
+    for row in range(4, 24):
+        img[0, 0, row, 14 - (row - 14) // 2 + 3] = 1.0
+    upright = deskew(img)[0, 0]
+    cols = (upright > 0.3).nonzero()[:, 1]
+    assert cols.max() - cols.min() <= 2  # one column wide: no lean left
+    mass = upright.sum()
+    centre_x = (upright.sum(0) * torch.arange(28)).sum() / mass
+    assert abs(centre_x - 13.5) < 0.6
+    assert torch.allclose(deskew(torch.zeros(2, 1, 28, 28)), torch.zeros(2, 1, 28, 28))  # blank stays blank
 
 
 # --- splits and specs ------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from models.data import ImageSet
-from models.geometry import lerp, slerp
-from models.hallucination import ORDINAL_OMEGA, SAME_OMEGA, HallucinatedSample, hallucinate, quotas
+from models.geometry import lerp, normalize, slerp
+from models.hallucination import ORDINAL_OMEGA, RESTYLE_OMEGA, SAME_OMEGA, HallucinatedSample, hallucinate, plan, quotas
 from models.networks import SemanticAutoencoder
 
 ModelFactory = Callable[..., SemanticAutoencoder]
@@ -66,6 +66,55 @@ def test_ordinal_strategy_uses_neighbours_where_it_can(make_model: ModelFactory,
     for s in samples:
         # 0 and 9 lack a neighbour label, 4 and 6 lack the 5: those fall back to same-label slerps.
         assert check_sample(s, few_shot) == ("same" if s.label in (0, 4, 6, 9) else "ordinal")
+
+
+def ordered_model(make_model: ModelFactory, style_angle: float = 0.6) -> SemanticAutoencoder:
+    """An untrained atnl-like model: ordinal head, sector decoder, fixed lean off the order circle."""
+    return make_model(num_labels=10, ordinal_head=True, sector_decoder=True, style_angle=style_angle)
+
+
+def test_restyle_keeps_the_label_example_s_order_angle_and_takes_a_donor_s_style(
+    make_model: ModelFactory, few_shot: ImageSet
+) -> None:
+    model = ordered_model(make_model)
+    samples = run(model, few_shot, per_class=6, strategy="restyle", seed=3)
+    # 5 has no examples to restyle: it is filled from 4 -> 6 as in ``ordinal``.
+    assert Counter(s.label for s in samples) == dict.fromkeys(range(10), 6)
+    donors = set()
+    with torch.no_grad():
+        codes = model.code(few_shot.images)
+        for s in samples:
+            i, j = s.sources
+            if s.label == 5:
+                assert check_sample(s, few_shot) == "ordinal"
+                continue
+            assert int(few_shot.labels[i]) == s.label and i != j
+            assert RESTYLE_OMEGA[0] <= s.omega <= RESTYLE_OMEGA[1]
+            donors.add(int(few_shot.labels[j]))
+            # Slow restatement: i's order axes, i's lean, a style between i's and j's.
+            si, sj = normalize(codes[i, 2:]), normalize(codes[j, 2:])
+            theta = torch.arccos((si @ sj).clamp(-1, 1))
+            style = (torch.sin((1 - s.omega) * theta) * si + torch.sin(s.omega * theta) * sj) / torch.sin(theta)
+            z = torch.cat([codes[i, :2], style * codes[i, 2:].norm()])[None]
+            torch.testing.assert_close(z.norm(dim=1), torch.ones(1), atol=1e-5, rtol=0)
+            torch.testing.assert_close(s.image, model.decode(z)[0], atol=1e-5, rtol=0)
+    assert len(donors) > 3  # styles come from examples of many labels
+
+
+def test_mixed_takes_a_third_from_restyle_and_the_rest_as_both(few_shot: ImageSet) -> None:
+    jobs = plan(few_shot.labels, 10, [6] * 10, "mixed", torch.Generator().manual_seed(0))
+    kinds = {k: Counter("restyle" if j.restyle else "ordinal" if j.i != j.j and few_shot.labels[j.i] != k else "same"
+                        for j in jobs if j.label == k) for k in range(10)}  # fmt: skip
+    for k in (1, 2, 3, 7, 8):
+        assert kinds[k] == {"restyle": 2, "ordinal": 2, "same": 2}
+    assert kinds[0] == kinds[4] == {"restyle": 2, "same": 4}  # no ordinal neighbours on both sides
+    assert kinds[5] == {"ordinal": 6}  # no 5 to restyle
+
+
+def test_restyle_needs_a_model_with_an_order_circle(make_model: ModelFactory, few_shot: ImageSet) -> None:
+    for model in (make_model(), make_model(spherical=False)):
+        with pytest.raises(ValueError, match="needs a model with an order circle"):
+            run(model, few_shot, per_class=1, strategy="restyle")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -23,7 +24,8 @@ def mnist_100(mnist_500: ImageSet) -> ImageSet:
 
 
 def test_a_tiny_atnl_run_lowers_its_loss(mnist_500: ImageSet) -> None:
-    result = train(TrainConfig(epochs=3, **TINY), mnist_500)
+    # A constant rate: 24 steps of a cosine schedule spend too few at full rate to test the loop by.
+    result = train(TrainConfig(epochs=3, lr_schedule="constant", **TINY), mnist_500)
     history = result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["loss"] < 0.9 * history[0]["loss"], history
@@ -46,6 +48,20 @@ def test_progress_is_reported_after_every_step(mnist_100: ImageSet) -> None:
     for p in seen:
         assert p["epochs"] == 2 and p["steps"] == 4
         assert isinstance(p["loss"], float) and p["loss"] > 0 and "rec" in p
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_learning_rate_follows_its_schedule(mnist_100: ImageSet, schedule: str) -> None:
+    seen: list[dict[str, Any]] = []
+    cfg = TrainConfig(epochs=2, latent_dim=4, batch_size=20, device="cpu", lr=2e-3, lr_schedule=schedule)
+    train(cfg, mnist_100, on_progress=seen.append)
+    rates = [p["lr"] for p in seen]
+    assert rates[0] == pytest.approx(2e-3)
+    if schedule == "constant":
+        assert rates == [pytest.approx(2e-3)] * 8
+    else:  # half a cosine over the 8 steps, from the full rate towards 0
+        expected = [1e-3 * (1 + math.cos(math.pi * t / 8)) for t in range(8)]
+        assert rates == pytest.approx(expected)
 
 
 def test_should_stop_raises_training_stopped(mnist_100: ImageSet) -> None:
@@ -102,6 +118,7 @@ def test_train_config_from_dict_round_trips_and_rejects_unknown_keys() -> None:
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"latent_dim": 0}, "latent_dim must be >= 1"),
         ({"family": "atnl", "latent_dim": 2}, "latent_dim must be >= 3"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
     ],
 )
 def test_train_config_rejects_bad_values(fields: dict[str, Any], match: str) -> None:
