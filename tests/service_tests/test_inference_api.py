@@ -137,6 +137,22 @@ async def test_hallucinate_per_class_reproducible_and_zip(client, digits) -> Non
         assert all(Image.open(io.BytesIO(zf.read(row["file"]))).size == (28, 28) for row in rows)
 
 
+async def test_hallucinate_restyle_lends_styles_across_labels(client, digits) -> None:
+    files = [("files", (f"{k}.png", png_of(digits[k][0]), "image/png")) for k in (3, 7, 9)]
+    r = await client.post("/v1/hallucinate", files=files, data={"labels": "3,7,9", "per_class": "4", "strategy": "restyle"})
+    assert r.status_code == 200, r.text
+    images = r.json()["images"]
+    # 3, 7 and 9 restyled (the label's own example first, a donor of another label second); 8 filled from 7 -> 9.
+    assert sorted(im["label"] for im in images) == sorted(["3", "7", "8", "9"] * 4)
+    source_label = {0: "3", 1: "7", 2: "9"}
+    for im in images:
+        i, j = im["sources"]
+        if im["label"] == "8":
+            assert (i, j) == (1, 2)
+        else:
+            assert source_label[i] == im["label"] and j != i and 0.5 <= im["omega"] <= 1
+
+
 async def test_metrics_count_requests_and_name_the_model(client, digits) -> None:
     await client.post("/v1/encode", files=[("files", ("a.png", png_of(digits[1][0]), "image/png"))])
     text = (await client.get("/metrics")).text
