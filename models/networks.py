@@ -45,6 +45,10 @@ class ModelConfig:
     order_temperature: float = 1.0
     """p = softmax(logits / T): T < 1 puts an uncertain image nearer its most likely sector
     than halfway between two far ones (a 4-or-9 would otherwise sit at 6.5)."""
+    snap_order_at_eval: bool = False
+    """Ordinal head, out of training: ψ = the most likely sector's centre. The soft ψ of
+    an image torn between two far labels lies in a third label's sector, where a probe
+    (and the decoder) misread it; training keeps the soft ψ for its gradients."""
     style_angle: float = 0.0
     """Ordinal head: radians every latent leans off the order circle, fixed (the style
     axes give only a direction); 0: free, set by the style outputs' norm. Fixed, every
@@ -143,7 +147,10 @@ class SemanticAutoencoder(nn.Module):
         k = self.cfg.num_labels
         logits, style = h[:, :k], h[:, k:]
         centres = sector_centres(k, self.cfg.circle_span, x.device).to(h.dtype)
-        psi = torch.softmax(logits / self.cfg.order_temperature, dim=1) @ centres  # (N,)
+        if self.cfg.snap_order_at_eval and not self.training:
+            psi = centres[logits.argmax(dim=1)]  # (N,)
+        else:
+            psi = torch.softmax(logits / self.cfg.order_temperature, dim=1) @ centres  # (N,)
         plane = torch.stack([torch.cos(psi), torch.sin(psi)], dim=1)  # (N, 2)
         if self.cfg.style_angle > 0:
             lean = torch.tensor(self.cfg.style_angle, dtype=h.dtype)

@@ -48,7 +48,7 @@ class TrainConfig:
     """λ_t, weight of the ATNL term."""
     circle_weight: float = 3.0
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
-    style_weight: float = 3.0
+    style_weight: float = 1.0
     """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
     circle_span: float = 0.9 * math.pi
     """Radians of great circle the label sectors cover together (< π)."""
@@ -63,6 +63,9 @@ class TrainConfig:
     """atnl: the decoder reads the nearest order sector (see networks.snap_order_angle)."""
     ordinal_head: bool = True
     """atnl: place the order angle by a K-way encoder head (see networks.ordinal_head)."""
+    snap_order_at_eval: bool = True
+    """atnl with the ordinal head: a trained model places the order angle at its most
+    likely sector's centre (see networks.ModelConfig.snap_order_at_eval)."""
     augment: bool = True
     """Small random affine jitter of training images (rotation, shift, scale)."""
     beta: float = 1.0
@@ -131,6 +134,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         sector_decoder=cfg.sector_decoder and ordered,
         order_temperature=cfg.order_temperature,
         ordinal_head=cfg.ordinal_head and ordered,
+        snap_order_at_eval=cfg.snap_order_at_eval and cfg.ordinal_head and ordered,
         style_angle=cfg.style_radius if cfg.fixed_style_angle and cfg.ordinal_head and ordered else 0.0,
     )
 

@@ -1,0 +1,75 @@
+"""The shared backbone: unit latents, the ordinal head's order angle, the fixed lean, the sector decoder."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.data import ImageSet
+from models.networks import ModelConfig, SemanticAutoencoder, sector_centres, snap_order_angle
+
+LEAN = 0.6
+"""Radians off the order circle used by the fixed-lean models below."""
+
+
+def ordinal(**extra: object) -> SemanticAutoencoder:
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=6, width=4, hidden=32, num_labels=10, ordinal_head=True, sector_decoder=True, **extra)  # type: ignore[arg-type]
+    return SemanticAutoencoder(cfg)
+
+
+def order_angle(z: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(z[:, 1], z[:, 0])
+
+
+def test_a_fixed_lean_puts_every_latent_at_the_same_distance_from_the_order_circle(mnist_500: ImageSet) -> None:
+    x = mnist_500.images[::10]
+    fixed, free = ordinal(style_angle=LEAN).eval(), ordinal().eval()
+    with torch.no_grad():
+        z_fixed, z_free = fixed.encode(x), free.encode(x)
+    torch.testing.assert_close(z_fixed.norm(dim=1), torch.ones(len(x)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z_fixed[:, :2].norm(dim=1), torch.full((len(x),), math.cos(LEAN)), atol=1e-5, rtol=0)
+    assert z_free[:, :2].norm(dim=1).std() > 1e-3  # free: the style outputs' norm sets the lean
+
+
+def test_snapping_at_eval_puts_the_order_angle_on_the_most_likely_sector_centre(mnist_500: ImageSet) -> None:
+    x = mnist_500.images[::10]
+    model = ordinal(style_angle=LEAN, snap_order_at_eval=True, order_temperature=1.0)
+    centres = sector_centres(10, model.cfg.circle_span)
+    with torch.no_grad():
+        logits, _ = model.order_logits_and_code(x)
+        model.eval()
+        snapped = order_angle(model.encode(x))
+        model.train()
+        soft = order_angle(model.order_logits_and_code(x)[1])
+    torch.testing.assert_close(snapped, centres[logits.argmax(1)], atol=1e-5, rtol=0)
+    expected_soft = torch.softmax(logits, dim=1) @ centres  # training keeps the soft angle for its gradients
+    torch.testing.assert_close(soft, expected_soft, atol=1e-5, rtol=0)
+    assert (soft - snapped).abs().max() > 1e-3
+
+
+def test_the_sector_decoder_reads_the_nearest_sector_and_passes_the_rest() -> None:
+    cfg = ModelConfig(latent_dim=5, num_labels=10, sector_decoder=True)
+    centres = sector_centres(10, cfg.circle_span)
+    psi = torch.tensor([centres[3] + 0.4 * (centres[4] - centres[3]), centres[7] - 0.01])
+    rho = torch.tensor([0.8, 0.5])
+    style = torch.randn(2, 3)
+    z = torch.cat([torch.stack([rho * torch.cos(psi), rho * torch.sin(psi)], 1), style], dim=1)
+    plane_and_style, one_hot = snap_order_angle(z, cfg)
+    assert one_hot.argmax(1).tolist() == [3, 7] and one_hot.sum(1).tolist() == [1.0, 1.0]
+    torch.testing.assert_close(order_angle(plane_and_style), centres[[3, 7]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plane_and_style[:, :2].norm(dim=1), rho)
+    torch.testing.assert_close(plane_and_style[:, 2:], style)
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28), (2, 3, 28, 28), (2, 1, 32, 32)])
+def test_encode_rejects_images_of_the_wrong_shape(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 28, 28\)"):
+        ordinal().encode(torch.zeros(shape))
+
+
+def test_decode_rejects_latents_of_the_wrong_size() -> None:
+    with pytest.raises(ValueError, match=r"expected latents of shape \(N, 6\)"):
+        ordinal().decode(torch.zeros(2, 5))
