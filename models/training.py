@@ -48,7 +48,7 @@ class TrainConfig:
     """λ_t, weight of the ATNL term."""
     circle_weight: float = 3.0
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
-    style_weight: float = 1.0
+    style_weight: float = 3.0
     """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
     circle_span: float = 0.9 * math.pi
     """Radians of great circle the label sectors cover together (< π)."""
