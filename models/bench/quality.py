@@ -121,11 +121,15 @@ def run_family(
 
 
 def figure6_pair(data: ImageSet, test_idx: list[int], judge: Any) -> tuple[int, int]:
-    """Indices of the first judge-correct test images labelled 0 and 5 (else the lowest and the highest label)."""
+    """Indices of the first judge-correct test images labelled 0 and 5 (else the lowest and the highest label);
+    the first test image of the label where the judge gets none right (a barely trained judge, in --quick)."""
     te = torch.tensor(test_idx)
     correct = judge.predict(data.images[te]) == data.labels[te]
     a, b = FIGURE6_LABELS if data.num_labels > max(FIGURE6_LABELS) else (0, data.num_labels - 1)
-    pick = [int(te[(data.labels[te] == k) & correct][0]) for k in (a, b)]
+    pick = []
+    for k in (a, b):
+        of_label = data.labels[te] == k
+        pick.append(int(te[of_label & correct][0] if (of_label & correct).any() else te[of_label][0]))
     return pick[0], pick[1]
 
 
