@@ -22,6 +22,7 @@ from models.networks import ModelConfig, SemanticAutoencoder
 from models.sampling import class_balanced_batches
 
 LR_SCHEDULES = ("cosine", "constant")
+"""What ``TrainConfig.lr_schedule`` accepts."""
 
 
 @dataclass
