@@ -1,4 +1,4 @@
-"""Traditional image augmentation: small random affine jitter."""
+"""Affine image warps, and traditional augmentation: small random affine jitter."""
 
 from __future__ import annotations
 
@@ -18,5 +18,11 @@ def jitter(
     t = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift
     cos, sin = torch.cos(a) / s, torch.sin(a) / s
     theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False)
+    return warp(x, theta.to(x.device, x.dtype))
+
+
+def warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) images resampled by (N, 2, 3) affine maps in affine_grid units
+    (output position -> input position), bilinear, zeros outside."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

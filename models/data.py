@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from models.augment import warp
+
 IMAGE_SIZE = 28
 """Side of the square grey images every data set is brought to."""
 
@@ -161,8 +163,7 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(rad), torch.sin(rad)
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)  # (N, 2, 3)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warp(images, theta)
 
 
 def deskew(images: torch.Tensor) -> torch.Tensor:
@@ -182,8 +183,7 @@ def deskew(images: torch.Tensor) -> torch.Tensor:
     one, zero = torch.ones_like(mx), torch.zeros_like(mx)
     # Output (x, y) samples the input at (x + shear·y + mx, y + my).
     theta = torch.stack([torch.stack([one, shear, mx], 1), torch.stack([zero, one, my], 1)], 1)  # (N, 2, 3)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warp(images, theta)
 
 
 def load_pose_digits(seed: int = 0) -> ImageSet:

@@ -42,9 +42,9 @@ PAPER_TABLE1 = {"MNIST (full)": {"AE": 94.63, "VAE": 96.42, "VAE-TL": 98.46, "AT
                 "Multi-PIE": {"AE": 84.80, "VAE": 86.26, "VAE-TL": 91.36, "ATNL": 92.47}}  # fmt: skip
 """Paper Table 1, linear-probe latent accuracy (%)."""
 TARGET_SPS, TARGET_COVERAGE = 0.8, 0.97
+"""Issue 4's bar for ATNL with slerp."""
 FAR_BELOW = 0.5
 """A row is "far below" ATNL when its SPS is under this share of ATNL's slerp SPS."""
-"""Issue 4's bar for ATNL with slerp."""
 
 
 @dataclass
@@ -129,7 +129,8 @@ def figure6_pair(data: ImageSet, test_idx: list[int], judge: Any) -> tuple[int, 
     pick = []
     for k in (a, b):
         of_label = data.labels[te] == k
-        pick.append(int(te[of_label & correct][0] if (of_label & correct).any() else te[of_label][0]))
+        judged_right = of_label & correct
+        pick.append(int(te[judged_right if judged_right.any() else of_label][0]))
     return pick[0], pick[1]
 
 
