@@ -51,6 +51,9 @@ class TrainConfig:
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
     style_weight: float = 3.0
     """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
+    label_smoothing: float = 0.0
+    """atnl: label smoothing ε of the ordinal circle's cross-entropy over sectors. 0.1 raised the
+    mnist-5k probe (3 seeds) from 98.0% to 98.4% but lowered pose-digits' from 95.6% to 95.3%: off."""
     circle_span: float = 0.9 * math.pi
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
@@ -143,7 +146,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
 def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
     if cfg.family == "atnl":
         atnl = AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule)
-        circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius)
+        circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius, label_smoothing=cfg.label_smoothing)
         return ATNLObjective(atnl, circle, cfg.triplet_weight, cfg.circle_weight, cfg.style_weight)
     if cfg.family == "ae":
         return AutoencoderObjective()

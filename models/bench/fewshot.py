@@ -205,7 +205,7 @@ def why_line(summary: dict[str, Any], shots: tuple[int, ...], held_out: dict[str
         + str(list(shots))
         + "), because every hallucinated image is decoded from a label sector and a style, and the decoded digits are "
         f"smoother than real ones (the hallucinator's held-out reconstruction BCE is {held_out['recon_bce']:.3f}; "
-        "an AE on the same backbone reaches about 0.095, reports/quality.md). A classifier trained on them is capped near "
+        "compare the plain AE's in reports/quality.md, on the same backbone). A classifier trained on them is capped near "
         "that level; once k real images a label give more (the CNN at k = 10), jittered real images add more, and "
         "both together (`both`) do best."
     )

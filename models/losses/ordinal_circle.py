@@ -18,7 +18,9 @@ The first term is a cross-entropy over sectors: unlike a squared pull towards
 φ_y it pushes hardest on items in the wrong sector, which is what keeps the
 sectors clean (a squared pull left a third of the items outside their sector).
 ``r`` is the angle left to style: the remaining d - 2 axes may carry up to r
-radians of the latent.
+radians of the latent. With ``label_smoothing`` ε the cross-entropy's target is
+(1 - ε) · one-hot(y) + ε / K rather than the one-hot (off by default, see
+TrainConfig.label_smoothing).
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from models.networks import sector_centres
 
 class OrdinalCircleLoss(nn.Module):
     def __init__(
-        self, num_labels: int, span: float = 0.9 * math.pi, style_radius: float = 0.6, tau_fraction: float = 1 / 3
+        self,
+        num_labels: int,
+        span: float = 0.9 * math.pi,
+        style_radius: float = 0.6,
+        tau_fraction: float = 1 / 3,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if num_labels < 2:
@@ -43,10 +50,13 @@ class OrdinalCircleLoss(nn.Module):
             raise ValueError(f"span must be in (0, π) radians, got {span}")
         if tau_fraction <= 0:
             raise ValueError(f"tau_fraction must be > 0, got {tau_fraction}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_labels = num_labels
         self.span = span
         self.style_radius = style_radius
         self.tau_fraction = tau_fraction
+        self.label_smoothing = label_smoothing
         self.sector = span / num_labels
 
     def centres(self, device: torch.device | None = None) -> torch.Tensor:
@@ -67,7 +77,7 @@ class OrdinalCircleLoss(nn.Module):
         if z.dim() != 2 or z.shape[1] < 3 or labels.shape != (z.shape[0],):
             raise ValueError(f"expected z (B, d>=3) and labels (B,), got {tuple(z.shape)} and {tuple(labels.shape)}")
         logits = self.sector_logits(z) if order_logits is None else order_logits
-        order = F.cross_entropy(logits, labels)
+        order = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         rho = z[:, :2].norm(dim=1).clamp(max=1 - 1e-6)  # (B,)
         style = (torch.relu(torch.arccos(rho) - self.style_radius) ** 2).mean()
         return order + style
@@ -79,4 +89,5 @@ class OrdinalCircleLoss(nn.Module):
             "span_radians": self.span,
             "style_radius_radians": self.style_radius,
             "tau_fraction": self.tau_fraction,
+            "label_smoothing": self.label_smoothing,
         }

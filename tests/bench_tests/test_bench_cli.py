@@ -28,6 +28,10 @@ def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, at
         families = report["results"][0]["families"]
         assert set(families) == {"ae", "vae", "aae", "acai", "vae-tl", "atnl"}
         assert {"path_lerp", "path_slerp"} <= set(families["atnl"])
+        best = max(m["linear_probe_acc"] for m in families.values())  # the best family always gets extra seeds
+        seeded = [m for m in families.values() if m["linear_probe_acc"] == best]
+        assert all(len(m["linear_probe_seeds"]) == 2 and m["linear_probe_seeds"][0] == best for m in seeded)
+        assert "Linear probe over seeds" in md
     else:
         assert set(report["accuracy"]) == {"knn", "cnn"}
         assert report["hallucinator"]["trained_on"] > 0

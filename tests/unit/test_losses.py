@@ -138,9 +138,16 @@ def test_atnl_describe_records_its_exact_form() -> None:
 
 
 def slow_circle(
-    z: torch.Tensor, labels: torch.Tensor, num_labels: int, span: float, style_radius: float, tau_fraction: float
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    num_labels: int,
+    span: float,
+    style_radius: float,
+    tau_fraction: float,
+    smoothing: float = 0.0,
 ) -> float:
-    """The per-item formula of the module docstring, in plain Python floats."""
+    """The per-item formula of the module docstring, in plain Python floats (the cross-entropy
+    against (1 - smoothing) · one-hot + smoothing / K)."""
     sector = span / num_labels
     tau = sector * tau_fraction
     centres = [(k - (num_labels - 1) / 2) * sector for k in range(num_labels)]
@@ -149,7 +156,8 @@ def slow_circle(
         psi = math.atan2(r[1], r[0])
         logits = [-((psi - phi) ** 2) / (2 * tau**2) for phi in centres]
         top = max(logits)
-        order += top + math.log(sum(math.exp(v - top) for v in logits)) - logits[y]  # cross-entropy
+        nll = [top + math.log(sum(math.exp(v - top) for v in logits)) - v for v in logits]  # -log p_k
+        order += (1 - smoothing) * nll[y] + smoothing * sum(nll) / num_labels  # cross-entropy
         rho = min(math.hypot(r[0], r[1]), 1 - 1e-6)
         style += max(0.0, math.acos(rho) - style_radius) ** 2
     return (order + style) / len(labels)
@@ -157,12 +165,13 @@ def slow_circle(
 
 @pytest.mark.parametrize("tau_fraction", [1 / 3, 1.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_circle_loss_matches_an_explicit_recomputation(tau_fraction: float, seed: int) -> None:
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_circle_loss_matches_an_explicit_recomputation(tau_fraction: float, seed: int, smoothing: float) -> None:
     z, labels = random_batch(b=12, d=4, num_labels=5, seed=seed)
     z[:, :2] *= 0.3  # some items far off the order circle, so that the style term counts
     z = normalize(z).float()
-    loss = OrdinalCircleLoss(5, span=2.5, style_radius=0.3, tau_fraction=tau_fraction)(z, labels)
-    assert loss.item() == pytest.approx(slow_circle(z, labels, 5, 2.5, 0.3, tau_fraction), rel=1e-5)
+    loss = OrdinalCircleLoss(5, span=2.5, style_radius=0.3, tau_fraction=tau_fraction, label_smoothing=smoothing)(z, labels)
+    assert loss.item() == pytest.approx(slow_circle(z, labels, 5, 2.5, 0.3, tau_fraction, smoothing), rel=1e-5)
 
 
 def test_circle_loss_prefers_each_label_at_its_own_sector_centre() -> None:
@@ -206,6 +215,9 @@ def test_circle_loss_rejects_bad_inputs() -> None:
             OrdinalCircleLoss(4, span=span)
     with pytest.raises(ValueError, match="tau_fraction"):
         OrdinalCircleLoss(4, tau_fraction=0.0)
+    for smoothing in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            OrdinalCircleLoss(4, label_smoothing=smoothing)
     loss_fn = OrdinalCircleLoss(4)
     with pytest.raises(ValueError, match="d>=3"):
         loss_fn(normalize(torch.randn(5, 2)), torch.zeros(5, dtype=torch.long))
