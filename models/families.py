@@ -1,6 +1,7 @@
 """Training objectives of each model family, on the shared backbone.
 
-- ``atnl``: spherical latent; BCE reconstruction + λ_t·ATNL + λ_c·ordinal circle.
+- ``atnl``: spherical latent; BCE reconstruction + λ_t·ATNL + λ_c·ordinal circle
+  + λ_s·style invariance + λ_k·restyled label consistency.
 - ``ae``: Euclidean latent; reconstruction only (the paper's AE).
 - ``vae``: Euclidean latent; reconstruction + β·KL to N(0, I).
 - ``vae-tl``: the VAE plus a Euclidean triplet loss on the means (same label = positive).
@@ -64,10 +65,12 @@ class ATNLObjective(Objective):
         triplet_weight: float,
         circle_weight: float,
         style_weight: float = 0.0,
+        consistency_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.atnl, self.circle = atnl, circle
         self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
+        self.consistency_weight = consistency_weight
 
     def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         logits = None
@@ -80,16 +83,22 @@ class ATNLObjective(Objective):
         tri = self.atnl(z, y)
         circ = self.circle(z, y, logits) if self.circle_weight > 0 else z.sum() * 0.0
         inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else z.sum() * 0.0
+        use_consistency = self.consistency_weight > 0 and model.cfg.ordinal_head
+        con = restyled_label_consistency(model, z, y) if use_consistency else z.sum() * 0.0
         total = rec + self.triplet_weight * tri + self.circle_weight * circ + self.style_weight * inv
-        return total, {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item(), "style_class": inv.item()}
+        total = total + self.consistency_weight * con
+        parts = {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item(), "style_class": inv.item()}
+        return total, {**parts, "consistency": con.item()}
 
     def describe(self) -> dict[str, Any]:
         return {
             "objective": "BCE(D(z), x) + triplet_weight * ATNL(z, y) + circle_weight * circle(z, y)"
-            " + style_weight * style_class_share(z[:, 2:], y)",
+            " + style_weight * style_class_share(z[:, 2:], y)"
+            " + consistency_weight * CE(head(D(order of z, style of a shuffled z)), y)",
             "triplet_weight": self.triplet_weight,
             "circle_weight": self.circle_weight,
             "style_weight": self.style_weight,
+            "consistency_weight": self.consistency_weight,
             "atnl": self.atnl.describe(),
             "circle": self.circle.describe(),
         }
@@ -140,6 +149,23 @@ def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float)
     valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]
     loss = torch.relu(d[:, :, None] - d[:, None, :] + margin)
     return loss[valid].mean() if valid.any() else z.sum() * 0.0
+
+
+def restyled_label_consistency(model: SemanticAutoencoder, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the encoder's order head on images decoded from each latent's order
+    part with another item's style (the batch shuffled), against the first item's label.
+
+    Reconstruction only ever pairs a sector with the style of an image of that label; a
+    path's middle pairs sector k with styles of other labels, and the decoder then drew
+    some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
+    critic here (its weights are detached), so only the decoder learns from this term."""
+    k = model.cfg.num_labels
+    shuffled = torch.randperm(len(z), device=z.device)
+    mixed = torch.cat([z[:, :2], z[shuffled, 2:]], dim=1)  # unit: the lean is fixed
+    images = torch.sigmoid(model.decode_logits(mixed))
+    frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
+    logits = torch.func.functional_call(model.encoder, frozen, (images,))[:, :k]
+    return F.cross_entropy(logits, labels)
 
 
 def style_class_share(style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.data import ImageSet, split_indices
-from models.families import FAMILIES
+from models.families import FAMILIES, restyled_label_consistency
 from models.networks import SemanticAutoencoder
 from models.training import TrainConfig, TrainingStopped, model_config_for, train
 
@@ -129,3 +129,20 @@ def test_train_config_rejects_bad_values(fields: dict[str, Any], match: str) -> 
 def test_a_batch_smaller_than_the_label_count_is_refused(mnist_100: ImageSet) -> None:
     with pytest.raises(ValueError, match="smaller than the number of labels"):
         train(TrainConfig(epochs=1, latent_dim=4, batch_size=5, device="cpu"), mnist_100)
+
+
+def test_restyled_label_consistency_teaches_the_decoder_only(mnist_100: ImageSet) -> None:
+    model = SemanticAutoencoder(model_config_for(TrainConfig(**TINY), mnist_100))
+    x, y = mnist_100.images[:20], mnist_100.labels[:20]
+    _, u = model.order_logits_and_code(x)
+    loss = restyled_label_consistency(model, u, y)
+    assert loss.dim() == 0 and math.isfinite(loss.item()) and loss.item() > 0
+    loss.backward()
+    decoder_grads = [p.grad for p in model.decoder.parameters()]
+    assert all(g is not None for g in decoder_grads) and sum(g.abs().sum() for g in decoder_grads) > 0  # type: ignore[union-attr]
+    # The encoder's gradient comes only through the latents it handed the decoder, never through the critic
+    torch.manual_seed(0)
+    critic_only = restyled_label_consistency(model, u.detach(), y)
+    model.zero_grad()
+    critic_only.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
