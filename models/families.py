@@ -158,10 +158,12 @@ def restyled_label_consistency(model: SemanticAutoencoder, z: torch.Tensor, labe
     Reconstruction only ever pairs a sector with the style of an image of that label; a
     path's middle pairs sector k with styles of other labels, and the decoder then drew
     some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
-    critic here (its weights are detached), so only the decoder learns from this term."""
+    critic here (its weights are detached), so only the decoder learns from this term.
+
+    ``z``: (B, d) unit latents of an ordinal-head model; ``labels``: (B,). Returns a scalar."""
     k = model.cfg.num_labels
     shuffled = torch.randperm(len(z), device=z.device)
-    mixed = torch.cat([z[:, :2], z[shuffled, 2:]], dim=1)  # unit: the lean is fixed
+    mixed = normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # (B, d); already unit with a fixed lean
     images = torch.sigmoid(model.decode_logits(mixed))
     frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
     logits = torch.func.functional_call(model.encoder, frozen, (images,))[:, :k]

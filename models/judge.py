@@ -21,7 +21,7 @@ from torch import nn
 from models.augment import jitter
 from models.data import ImageSet
 
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 """Part of the cache key: bump when the architecture or recipe changes."""
 JUDGE_EPOCHS = 10
 """Epochs over the training split."""
@@ -93,7 +93,9 @@ def get_judge(
 ) -> tuple[JudgeCNN, float]:
     """A judge trained on ``data[train_indices]`` and its accuracy on ``data[test_indices]``."""
     cache = (cache_dir or default_cache_dir()) / "judges" / _cache_key(data, train_indices, seed)
-    judge = JudgeCNN(data.num_labels, data.images.shape[1])
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
+        torch.manual_seed(seed)
+        judge = JudgeCNN(data.num_labels, data.images.shape[1])
     if (cache / "judge.safetensors").is_file():
         judge.load_state_dict(load_file(str(cache / "judge.safetensors")))
         judge.eval()

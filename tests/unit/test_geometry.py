@@ -100,7 +100,9 @@ def test_slerp_endpoints_unit_norm_and_constant_speed(pair: tuple[torch.Tensor, 
     assert_constant_speed(path, omega, atol=1e-6)
 
 
-@given(unit_pair_at_angle(EPS_PARALLEL, math.pi - EPS_ANTIPODAL), st.floats(0.0, 1.0))
+# Up to 2·EPS_ANTIPODAL short of π: at exactly π - EPS_ANTIPODAL the measured angle falls on
+# either side of the band edge by rounding, and inside the band slerp ends only near z2.
+@given(unit_pair_at_angle(EPS_PARALLEL, math.pi - 2 * EPS_ANTIPODAL), st.floats(0.0, 1.0))
 def test_slerp_at_omega_is_omega_of_the_way_along_the_great_circle(
     case: tuple[torch.Tensor, torch.Tensor, float], w: float
 ) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from models.data import ImageSet
+from models.judge import get_judge
 from models.metrics import SPS_MIN_GAP, latent_accuracy, path_passes, sample_pairs
 
 
@@ -59,3 +63,15 @@ def test_latent_accuracy_on_separable_and_random_codes() -> None:
     assert acc == {"linear_probe_acc": 1.0, "knn5_cosine_acc": 1.0}
     noise = latent_accuracy(rng.normal(size=(60, 8)), y[::2], rng.normal(size=(60, 8)), y[1::2])
     assert noise["linear_probe_acc"] < 0.6 and noise["knn5_cosine_acc"] < 0.6
+
+
+def test_the_judge_is_the_same_whatever_ran_before_it(mnist_500: ImageSet, tmp_path: Path) -> None:
+    data = mnist_500.subset(list(range(0, 500, 5)))  # 10 a label: ten epochs in a second
+    train_idx, test_idx = list(range(0, 100, 2)), list(range(1, 100, 2))
+    torch.manual_seed(1)
+    first, acc_first = get_judge(data, train_idx, test_idx, cache_dir=tmp_path / "a")
+    torch.manual_seed(2)  # another global state, and no cache to load from
+    second, acc_second = get_judge(data, train_idx, test_idx, cache_dir=tmp_path / "b")
+    assert acc_first == acc_second
+    for (name, p), q in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
