@@ -158,7 +158,8 @@ def restyled_label_consistency(model: SemanticAutoencoder, z: torch.Tensor, labe
     Reconstruction only ever pairs a sector with the style of an image of that label; a
     path's middle pairs sector k with styles of other labels, and the decoder then drew
     some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
-    critic here (its weights are detached), so only the decoder learns from this term.
+    critic here (its weights are detached, so it cannot learn to read decoded images): the
+    decoder learns from this term, and the encoder only through the latents ``z`` it made.
 
     ``z``: (B, d) unit latents of an ordinal-head model; ``labels``: (B,). Returns a scalar."""
     k = model.cfg.num_labels
