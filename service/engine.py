@@ -30,7 +30,7 @@ from models.geometry import interpolate, normalize
 from models.hallucination import STRATEGIES, hallucinate
 from models.networks import SemanticAutoencoder
 from service import imaging, metrics
-from service.errors import BadImage, InvalidInput, ModelNotFound, ModelNotReady
+from service.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from service.settings import Settings
 from service.store import ModelStore
 
@@ -86,15 +86,23 @@ def encode_images(lm: LoadedModel, images: np.ndarray) -> np.ndarray:
         return lm.model.encode(_tensor(images, lm)).cpu().numpy()
 
 
-def decode_latents(lm: LoadedModel, latents: np.ndarray) -> np.ndarray:
-    """(N, d) latents, decoded as given -> (N, C, H, W) in [0, 1]."""
+def decode_latents(lm: LoadedModel, latents: np.ndarray, max_abs: float) -> np.ndarray:
+    """(N, d) latents, decoded as given -> (N, C, H, W) in [0, 1].
+
+    Coordinates must be finite and within ±``max_abs`` (ATNL_MAX_LATENT_ABS): larger
+    finite values overflow float32 in the decoder and come out as NaN."""
     if latents.ndim != 2 or latents.shape[1] != lm.latent_dim:
-        raise InvalidInput(f"latents must be a list of vectors of length {lm.latent_dim} (model {lm.id})")
+        raise InvalidInput(f"latents must be a list of vectors of length {lm.latent_dim} (model {lm.id})", field="latents")
     if not np.isfinite(latents).all():
-        raise InvalidInput("latents must be finite numbers")
+        raise InvalidInput("latents must be finite numbers", field="latents")
+    if np.abs(latents).max() > max_abs:
+        raise InvalidInput(f"latents must lie within ±{max_abs:g} (ATNL_MAX_LATENT_ABS)", field="latents")
     with torch.inference_mode():
         z = torch.from_numpy(latents.astype(np.float32)).to(lm.device)
-        return lm.model.decode(z).cpu().numpy()
+        images = lm.model.decode(z).cpu().numpy()
+    if not np.isfinite(images).all():  # a model that overflows anyway: refuse rather than send NaN as black
+        raise InvalidInput("these latents decode to non-finite pixels; send smaller values", field="latents")
+    return images
 
 
 def path_codes(c1: torch.Tensor, c2: torch.Tensor, omegas: torch.Tensor, method: str, spherical: bool) -> torch.Tensor:
@@ -208,18 +216,28 @@ class Engine:
             except Exception:  # keep following; a bad checkpoint must not stop the loop
                 log.exception("could not follow the model store")
 
-    async def load_images(self, blobs: Sequence[bytes], preprocess: bool) -> tuple[LoadedModel, np.ndarray]:
-        """Decode uploads for the current model -> (that model, (N, H, W) in [0, 1])."""
-        lm = self.current
-        size, max_pixels = lm.image_size, self.settings.max_pixels
+    async def load_images(self, lm: LoadedModel, blobs: Sequence[bytes], fields: Sequence[str], preprocess: bool) -> np.ndarray:
+        """Decode uploads for model ``lm`` (the one the request took once) -> (N, H, W) in [0, 1].
+
+        Every header is checked first (pixels, decoded bytes, and their sum against
+        ATNL_MAX_REQUEST_DECODED_BYTES), so a request over budget is refused before any
+        image is decoded. Errors name the field (``files[3]``, ``start``)."""
+        settings = self.settings
+        limits = imaging.DecodeLimits(settings.max_pixels, settings.max_decoded_bytes)
 
         def decode_all() -> np.ndarray:
-            out = []
-            for k, blob in enumerate(blobs):
-                try:
-                    out.append(imaging.load_image(blob, size, preprocess, max_pixels))
-                except BadImage as e:
-                    raise BadImage(f"image {k}: {e.detail}") from e
-            return np.stack(out)
+            total = sum(imaging.decoded_bytes(blob, limits, field) for blob, field in zip(blobs, fields, strict=True))
+            if total > settings.max_request_decoded_bytes:
+                raise PayloadTooLarge(
+                    f"the images would take {total} bytes decoded together; the limit is "
+                    f"{settings.max_request_decoded_bytes} (ATNL_MAX_REQUEST_DECODED_BYTES)",
+                    field=fields[0].split("[")[0],
+                )
+            return np.stack(
+                [
+                    imaging.load_image(blob, lm.image_size, preprocess, limits, field)
+                    for blob, field in zip(blobs, fields, strict=True)
+                ]
+            )
 
-        return lm, await self.run(decode_all, op="decode_images")
+        return await self.run(decode_all, op="decode_images")

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+MAX_LISTED_ERRORS = 20
+"""Validation errors listed in one answer: a body with 10^5 bad items gets a short reply."""
 log = logging.getLogger("atnl.service")
 
 
@@ -25,8 +27,11 @@ class ServiceError(Exception):
 
     status: int = 500
     title: str = "Internal error"
+    headers: dict[str, str] | None = None
+    """Extra response headers (Retry-After, ...)."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
+        """``extra`` goes into the problem body; ``field`` there names the input at fault."""
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
@@ -48,6 +53,11 @@ class BadImage(InvalidInput):
 class PayloadTooLarge(ServiceError):
     status = 413
     title = "Payload too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    title = "Unsupported media type"
 
 
 class ModelNotReady(ServiceError):
@@ -81,15 +91,35 @@ class QueueUnavailable(ServiceError):
     title = "Training queue unavailable"
 
 
+class QueueFull(ServiceError):
+    """ATNL_MAX_QUEUED_JOBS jobs are already waiting; try again later."""
+
+    status = 503
+    title = "Training queue full"
+
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class Unauthorized(ServiceError):
     status = 401
     title = "Unauthorized"
 
 
-def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
+class Forbidden(ServiceError):
+    """A mutating request from a non-loopback client while no ATNL_API_TOKEN is set."""
+
+    status = 403
+    title = "Forbidden"
+
+
+def problem(
+    status: int, title: str, detail: str, instance: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -97,11 +127,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        return problem(exc.status, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()[:MAX_LISTED_ERRORS]]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         return problem(422, "Invalid input", detail, request.url.path, errors=errors)
 

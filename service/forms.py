@@ -18,23 +18,38 @@ from service.settings import Settings
 T = TypeVar("T")
 PREPROCESS = ("mnist", "none")
 """``mnist``: DESIGN §5 preprocessing (default); ``none``: grey + resize only."""
+SEED_MAX = 2**32 - 1
+"""Largest ``seed``: the range every generator (numpy, torch) accepts the same way."""
+
+
+def upload_fields(name: str, count: int) -> list[str]:
+    """How errors name each of ``count`` uploads of form field ``name``: files[0], files[1], ..."""
+    return [f"{name}[{k}]" for k in range(count)]
+
+
+def bounded(name: str, value: int, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be between {lo} and {hi}, got {value}", field=name)
+    return value
 
 
 async def read_uploads(files: Sequence[UploadFile], settings: Settings, field: str = "files") -> list[bytes]:
     """The bytes of each upload, refusing more than ATNL_MAX_FILES files or ATNL_MAX_UPLOAD_BYTES each."""
     if not files:
-        raise InvalidInput(f"send at least one image in '{field}'")
+        raise InvalidInput(f"send at least one image in '{field}'", field=field)
     if len(files) > settings.max_files:
-        raise PayloadTooLarge(f"{len(files)} files sent; the limit is {settings.max_files} (ATNL_MAX_FILES)")
+        raise PayloadTooLarge(
+            f"{len(files)} files sent in '{field}'; the limit is {settings.max_files} (ATNL_MAX_FILES)", field=field
+        )
     out = []
-    for f in files:
+    for name, f in zip(upload_fields(field, len(files)) if field == "files" else [field] * len(files), files, strict=True):
+        if not hasattr(f, "read"):  # a plain text field where a file is expected
+            raise InvalidInput(f"{name} must be a file upload (multipart with a filename), not a text field", field=field)
         data = await f.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            raise PayloadTooLarge(
-                f"{f.filename or field} is larger than {settings.max_upload_bytes} bytes (ATNL_MAX_UPLOAD_BYTES)"
-            )
+            raise PayloadTooLarge(f"{name} is larger than {settings.max_upload_bytes} bytes (ATNL_MAX_UPLOAD_BYTES)", field=field)
         if not data:
-            raise InvalidInput(f"{f.filename or field} is empty")
+            raise InvalidInput(f"{name} is empty", field=field)
         out.append(data)
     return out
 
@@ -49,12 +64,12 @@ def option(request: Request, name: str, form_value: T | None, parse: Callable[[s
     try:
         return parse(raw)
     except ValueError as e:
-        raise InvalidInput(f"query parameter {name}={raw!r} is not valid: {e}") from e
+        raise InvalidInput(f"query parameter {name}={raw[:64]!r} is not valid: {e}", field=name) from e
 
 
 def choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
-        raise InvalidInput(f"{name} must be one of {list(allowed)}, got {value!r}")
+        raise InvalidInput(f"{name} must be one of {list(allowed)}, got {value[:64]!r}", field=name)
     return value
 
 
@@ -62,22 +77,25 @@ def parse_labels(raw: Sequence[str], label_names: list[str], count: int) -> list
     """Label indices from a JSON array or comma-separated names (or repeated fields), one per image."""
     items: list[Any] = []
     for value in raw:
+        if not isinstance(value, str):
+            raise InvalidInput("labels must be a text field, not a file", field="labels")
         value = value.strip()
         if value.startswith("["):
             try:
                 parsed = json.loads(value)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"labels is not a valid JSON array: {e}") from e
-            if not isinstance(parsed, list):
-                raise InvalidInput("labels must be a JSON array or comma-separated names")
+            except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: thousands of nested '['
+                raise InvalidInput(f"labels is not a valid JSON array: {str(e)[:100]}", field="labels") from e
+            if not isinstance(parsed, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in parsed):
+                raise InvalidInput("labels must be a flat JSON array of names, or comma-separated names", field="labels")
             items.extend(parsed)
         else:
             items.extend(part for part in value.split(","))
     names = [str(x).strip() for x in items]
     if len(names) != count:
-        raise InvalidInput(f"{len(names)} labels for {count} images; send one label per image, in upload order")
+        raise InvalidInput(f"{len(names)} labels for {count} images; send one label per image, in upload order", field="labels")
     index = {name: k for k, name in enumerate(label_names)}
     unknown = sorted({n for n in names if n not in index})
     if unknown:
-        raise InvalidInput(f"unknown labels {unknown}; this model's labels are {label_names}")
+        shown = [n[:32] for n in unknown[:10]]
+        raise InvalidInput(f"unknown labels {shown}; this model's labels are {label_names}", field="labels")
     return [index[n] for n in names]

@@ -10,14 +10,15 @@ import contextlib
 import logging
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from service import jobs, metrics
 from service.engine import Engine
-from service.errors import PayloadTooLarge, install_problem_handlers, problem
+from service.errors import install_problem_handlers
+from service.limits import BodyLimits
+from service.metrics import RequestMetrics
 from service.routes import health, inference, models
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
@@ -87,19 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, models.router, inference.router, job_routes.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        limit = app.state.settings.max_request_bytes
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            exc = PayloadTooLarge(f"request body of {length} bytes exceeds {limit} (ATNL_MAX_REQUEST_BYTES)")
-            return problem(exc.status, exc.title, exc.detail, request.url.path)
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        metrics.REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(BodyLimits, settings=app.state.settings)
+    app.add_middleware(RequestMetrics)  # outermost of ours: counts the limits' 413s too
     return app

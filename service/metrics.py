@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("atnl_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 REQUEST_SECONDS = Histogram(
@@ -35,3 +37,31 @@ def set_active_model(model_id: str, previous: str | None) -> None:
     MODEL_INFO.labels(model_id).set(1)
     MODEL_LOADED.set(1)
     MODEL_SWAPS.inc()
+
+
+class RequestMetrics:
+    """ASGI middleware counting every answered request by route template and status,
+    500s from unhandled errors included (they are answered outside this middleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # unless a response starts: an exception escaped and becomes a 500
+        start = time.perf_counter()
+
+        async def send_recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            REQUEST_SECONDS.labels(scope["method"], path).observe(time.perf_counter() - start)

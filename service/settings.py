@@ -38,13 +38,28 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     """Largest single uploaded image, bytes (a phone photo as JPEG fits)."""
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    """Largest request body, bytes, checked against Content-Length before parsing."""
+    """Largest request body, bytes, counted while it streams in (chunked bodies included);
+    a declared Content-Length above it is refused before reading."""
+    max_json_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    """Largest non-multipart (JSON) request body, bytes: 1024 latents of 256 floats fit."""
+    max_field_bytes: int = Field(64 * 1024, ge=1)
+    """Largest non-file multipart field (labels, options), bytes, counted while reading."""
     max_pixels: int = Field(40_000_000, ge=1)
-    """Largest decoded image, width x height; guards against decompression bombs."""
+    """Largest image, width x height as its header declares, refused before decoding
+    (decompression bombs)."""
+    max_decoded_bytes: int = Field(128 * 1024 * 1024, ge=1)
+    """Largest image in memory once decoded, bytes (pixels x bytes per pixel, after JPEG's
+    reduced-scale decoding); refused before decoding. A 5600x5600 RGBA PNG fits."""
+    max_request_decoded_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    """Work budget of one request: the decoded bytes of all its images together, refused
+    before any is decoded (decoding time grows with it)."""
     max_files: int = Field(256, ge=1)
     """Most images in one encode or hallucinate request."""
     max_latents: int = Field(1024, ge=1)
     """Most latent vectors in one decode request."""
+    max_latent_abs: float = Field(1e4, gt=0)
+    """Largest absolute value of one latent coordinate in a decode request; larger finite
+    values overflow float32 in the decoder and would come back as NaN images."""
 
     # --- inference
     max_steps: int = Field(64, ge=2)

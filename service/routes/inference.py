@@ -12,7 +12,17 @@ from service import engine as inference
 from service import imaging, metrics
 from service.deps import EngineDep, SettingsDep
 from service.errors import InvalidInput, PayloadTooLarge
-from service.forms import PREPROCESS, choice, option, parse_labels, read_uploads
+from service.forms import (
+    PREPROCESS,
+    SEED_MAX,
+    bounded,
+    choice,
+    option,
+    parse_labels,
+    read_uploads,
+    upload_fields,
+)
+from service.json_bodies import json_body_bytes, json_request_body, parse_json_body
 from service.schemas import (
     DecodeRequest,
     DecodeResponse,
@@ -45,22 +55,27 @@ async def encode(
     """Images -> unit latent vectors ẑ, one per image."""
     mode = choice("preprocess", option(request, "preprocess", preprocess, str, "mnist"), PREPROCESS)
     blobs = await read_uploads(files, settings)
-    lm, images = await engine.load_images(blobs, preprocess=mode == "mnist")
+    lm = engine.current
+    images = await engine.load_images(lm, blobs, upload_fields("files", len(blobs)), preprocess=mode == "mnist")
     metrics.BATCH_SIZE.labels("encode").observe(len(images))
     latents = await engine.run(inference.encode_images, lm, images, op="encode")
     return EncodeResponse(model_id=lm.id, latents=latents.tolist())
 
 
-@router.post("/decode", response_model=DecodeResponse)
-async def decode(body: DecodeRequest, engine: EngineDep, settings: SettingsDep) -> DecodeResponse:
-    """Latent vectors -> images (base64 PNG)."""
+@router.post("/decode", response_model=DecodeResponse, openapi_extra=json_request_body(DecodeRequest))
+async def decode(request: Request, engine: EngineDep, settings: SettingsDep) -> DecodeResponse:
+    """Latent vectors -> images (base64 PNG). The body is parsed off the event loop."""
+    body = await engine.run(parse_json_body, DecodeRequest, await json_body_bytes(request))
     if len(body.latents) > settings.max_latents:
-        raise PayloadTooLarge(f"{len(body.latents)} latents sent; the limit is {settings.max_latents} (ATNL_MAX_LATENTS)")
+        raise PayloadTooLarge(
+            f"{len(body.latents)} latents sent; the limit is {settings.max_latents} (ATNL_MAX_LATENTS)", field="latents"
+        )
     if len({len(z) for z in body.latents}) != 1:
-        raise InvalidInput("every latent vector must have the same length")
+        raise InvalidInput("every latent vector must have the same length", field="latents")
     lm = engine.current
     metrics.BATCH_SIZE.labels("decode").observe(len(body.latents))
-    images = await engine.run(inference.decode_latents, lm, np.asarray(body.latents, dtype=np.float64), op="decode")
+    latents = await engine.run(np.asarray, body.latents, np.float64)
+    images = await engine.run(inference.decode_latents, lm, latents, settings.max_latent_abs, op="decode")
     return DecodeResponse(model_id=lm.id, images=await engine.run(b64png, images))
 
 
@@ -88,9 +103,10 @@ async def interpolate(
     fmt = choice("format", option(request, "format", format, str, "json"), ("json", "png", "gif"))
     mode = choice("preprocess", option(request, "preprocess", preprocess, str, "mnist"), PREPROCESS)
     if not 2 <= steps <= settings.max_steps:
-        raise InvalidInput(f"steps must be between 2 and {settings.max_steps} (ATNL_MAX_STEPS), got {steps}")
+        raise InvalidInput(f"steps must be between 2 and {settings.max_steps} (ATNL_MAX_STEPS), got {steps}", field="steps")
     blobs = await read_uploads([start], settings, "start") + await read_uploads([end], settings, "end")
-    lm, images = await engine.load_images(blobs, preprocess=mode == "mnist")
+    lm = engine.current
+    images = await engine.load_images(lm, blobs, ("start", "end"), preprocess=mode == "mnist")
     metrics.BATCH_SIZE.labels("interpolate").observe(steps)
     omegas, frames = await engine.run(inference.interpolate_images, lm, images[0], images[1], steps, method, op="interpolate")
     if fmt == "png":
@@ -117,7 +133,7 @@ async def hallucinate(
     per_class: Annotated[int | None, Form(description="Images to make for every label.")] = None,
     n: Annotated[int | None, Form(description="Images to make in all, split evenly over the labels.")] = None,
     strategy: Annotated[str | None, Form(description="both (default), same, ordinal, restyle or mixed.")] = None,
-    seed: Annotated[int | None, Form(description="Same seed and inputs, same outputs (default 0).")] = None,
+    seed: Annotated[int | None, Form(ge=0, le=SEED_MAX, description="Same seed and inputs, same outputs (default 0).")] = None,
     format: Annotated[str | None, Form(description="json (default) or zip.")] = None,
     preprocess: Preprocess = None,
 ) -> Any:
@@ -125,20 +141,23 @@ async def hallucinate(
     per_class = option(request, "per_class", per_class, int, None)
     n = option(request, "n", n, int, None)
     strategy = choice("strategy", option(request, "strategy", strategy, str, "both"), inference.HALLUCINATION_STRATEGIES)
-    seed = option(request, "seed", seed, int, 0)
+    seed = bounded("seed", option(request, "seed", seed, int, 0), 0, SEED_MAX)
     fmt = choice("format", option(request, "format", format, str, "json"), ("json", "zip"))
     mode = choice("preprocess", option(request, "preprocess", preprocess, str, "mnist"), PREPROCESS)
-    lm = engine.current
+    lm = engine.current  # once: labels are checked against, and images encoded by, this model
     if per_class is None and n is None:
-        raise InvalidInput("give per_class or n")
+        raise InvalidInput("give per_class or n", field="per_class")
     if per_class is not None and n is not None:
-        raise InvalidInput("give per_class or n, not both")
+        raise InvalidInput("give per_class or n, not both", field="per_class")
     total = n if n is not None else (per_class or 0) * len(lm.label_names)
     if total < 1 or total > settings.max_hallucinate_n:
-        raise InvalidInput(f"asks for {total} images; allowed 1..{settings.max_hallucinate_n} (ATNL_MAX_HALLUCINATE_N)")
+        raise InvalidInput(
+            f"asks for {total} images; allowed 1..{settings.max_hallucinate_n} (ATNL_MAX_HALLUCINATE_N)",
+            field="n" if n is not None else "per_class",
+        )
     blobs = await read_uploads(files, settings)
     label_idx = parse_labels(labels, lm.label_names, len(blobs))
-    lm, images = await engine.load_images(blobs, preprocess=mode == "mnist")
+    images = await engine.load_images(lm, blobs, upload_fields("files", len(blobs)), preprocess=mode == "mnist")
     metrics.BATCH_SIZE.labels("hallucinate").observe(total)
     made = await engine.run(inference.hallucinate_images, lm, images, label_idx, per_class, n, strategy, seed, op="hallucinate")
     names = [lm.label_names[k] for k in made.labels]

@@ -36,7 +36,7 @@ async def test_bad_images(client, digits) -> None:
         "garbage": (b"this is not an image", "not a png or jpeg"),
         "gif": (gif_bytes(), "gif is not accepted"),
         "blank": (png_of(np.zeros((28, 28))), "no ink"),
-        "truncated": (ok[: len(ok) // 2], "image 1"),
+        "truncated": (ok[: len(ok) // 2], "files[1]"),
     }
     for name, (data, words) in cases.items():
         r = await client.post("/v1/encode", files=[("files", ("ok.png", ok, "image/png")), ("files", (name, data, "image/png"))])
@@ -101,7 +101,7 @@ async def test_limits(settings, digits, redis_conn) -> None:
     async for client in client_for(roomy):
         assert_problem(
             await client.post("/v1/encode", files=[("files", ("big.jpg", photo.getvalue(), "image/jpeg"))]),
-            422,
+            413,
             "ATNL_MAX_PIXELS",
         )
 
