@@ -104,15 +104,29 @@ def eval_cmd(
     table = Table(title=f"{checkpoint} ({meta['family']}, {meta['data']['spec']}, test n={len(test_idx)})")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    for key, value in metric_rows(metrics):
+        table.add_row(key, value)
+    Console().print(table)
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``atnl eval``'s table: one (name, value) row per metric; a path score or the hallucination
+    quality (see models.metrics) on one row of its main numbers."""
+    rows = []
     for key, value in metrics.items():
         if isinstance(value, float):
-            table.add_row(key, f"{value:.4f}")
+            rows.append((key, f"{value:.4f}"))
+        elif key == "hallucination":
+            name = f"hallucination ({value['strategy']}, k={value['shots']}, {value['per_class']} a label)"
+            agreement = f"{value['judge_agreement']:.3f} / {value['diversity_ratio']:.3f}"
+            rows.append((f"{name}: judge agreement / diversity ratio", agreement))
+            rows.append((f"{name}: Fréchet (jittered real)", f"{value['frechet']:.2f} ({value['jittered_frechet']:.2f})"))
         elif isinstance(value, dict):
             path = f"{value['sps']:.3f} / {value['coverage']:.3f} / {value['monotonicity']:.3f}"
-            table.add_row(f"{key} (sps / coverage / monotonicity)", path)
+            rows.append((f"{key} (sps / coverage / monotonicity)", path))
         else:
-            table.add_row(key, str(value))
-    Console().print(table)
+            rows.append((key, str(value)))
+    return rows
 
 
 @app.command("serve")

@@ -30,9 +30,12 @@ class MultipartTally:
         self.settings = settings
         self.failure: ServiceError | None = None
         self.files = 0
+        self._seen: dict[str, int] = {}
+        """Parts per field name so far: errors name the part as ``files[3]``, as the routes do."""
         self._size = 0
         self._is_file = False
         self._name = ""
+        self._filename = ""
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -58,7 +61,7 @@ class MultipartTally:
             self._broken = True
 
     def _part_begin(self) -> None:
-        self._size, self._is_file, self._name, self._disposition = 0, False, "", b""
+        self._size, self._is_file, self._name, self._filename, self._disposition = 0, False, "", "", b""
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
@@ -73,8 +76,11 @@ class MultipartTally:
 
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
-        self._name = options.get(b"name", b"").decode("latin-1")[:64]
+        name = options.get(b"name", b"").decode("latin-1")[:64]
+        index = self._seen[name] = self._seen.get(name, -1) + 1
         self._is_file = b"filename" in options
+        self._name = f"{name}[{index}]" if self._is_file and name == "files" else name
+        self._filename = options.get(b"filename", b"").decode("latin-1")[:64]
         if self._is_file:
             self.files += 1
             if self.files > self.settings.max_files:
@@ -90,10 +96,8 @@ class MultipartTally:
             else (self.settings.max_field_bytes, "ATNL_MAX_FIELD_BYTES")
         )
         if self._size > cap and self.failure is None:
-            kind = "file" if self._is_file else "field"
-            self.failure = PayloadTooLarge(
-                f"{kind} '{self._name}' is larger than {cap} bytes ({setting})", field=self._name or "body"
-            )
+            what = f"file {self._name} ({self._filename!r})" if self._is_file else f"field '{self._name}'"
+            self.failure = PayloadTooLarge(f"{what} is larger than {cap} bytes ({setting})", field=self._name or "body")
 
 
 class BodyLimits:
