@@ -110,17 +110,17 @@ def eval_cmd(
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """``atnl eval``'s table: one (name, value) row per metric; a path score or the hallucination
-    quality (see models.metrics) on one row of its main numbers."""
+    """``atnl eval``'s table: one (name, value) row per metric, a path score's three numbers on one
+    row, and the hallucination quality (see models.metrics) on three."""
     rows = []
     for key, value in metrics.items():
         if isinstance(value, float):
             rows.append((key, f"{value:.4f}"))
         elif key == "hallucination":
-            name = f"hallucination ({value['strategy']}, k={value['shots']}, {value['per_class']} a label)"
+            rows.append(("hallucination (strategy, k, a label)", f"{value['strategy']}, {value['shots']}, {value['per_class']}"))
             agreement = f"{value['judge_agreement']:.3f} / {value['diversity_ratio']:.3f}"
-            rows.append((f"{name}: judge agreement / diversity ratio", agreement))
-            rows.append((f"{name}: Fréchet (jittered real)", f"{value['frechet']:.2f} ({value['jittered_frechet']:.2f})"))
+            rows.append(("hallucination judge agreement / diversity ratio", agreement))
+            rows.append(("hallucination Fréchet (jittered real)", f"{value['frechet']:.2f} ({value['jittered_frechet']:.2f})"))
         elif isinstance(value, dict):
             path = f"{value['sps']:.3f} / {value['coverage']:.3f} / {value['monotonicity']:.3f}"
             rows.append((f"{key} (sps / coverage / monotonicity)", path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request
 from redis import Redis
 
 from service.engine import Engine
-from service.errors import Unauthorized
+from service.errors import Forbidden, Unauthorized
 from service.settings import Settings
 from service.store import ModelStore
 
@@ -30,9 +31,22 @@ def get_redis(request: Request) -> Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
+def is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
-    """With ATNL_API_TOKEN set, the request must carry ``Authorization: Bearer <token>``."""
+    """With ATNL_API_TOKEN set, the request must carry ``Authorization: Bearer <token>``; without
+    one, only loopback clients may change anything (docs/SECURITY.md)."""
     if settings.api_token is None:
+        client = request.client.host if request.client else None
+        if not is_loopback(client):
+            raise Forbidden(
+                "no ATNL_API_TOKEN is set on this server: training, activation and cancel are open to loopback clients only"
+            )
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(

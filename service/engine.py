@@ -30,6 +30,7 @@ from models.geometry import interpolate, normalize
 from models.hallucination import STRATEGIES, hallucinate
 from models.networks import SemanticAutoencoder
 from service import imaging, metrics
+from service.cuda_memory import limit_cuda_memory
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from service.settings import Settings
 from service.store import ModelStore
@@ -183,6 +184,8 @@ class Engine:
     def _load(self, model_id: str) -> LoadedModel:
         if self._device is None:
             self._device = resolve_device(self.settings.device)  # CUDA first touched here, in the serving process
+            if self._device.type == "cuda":
+                limit_cuda_memory(self.settings.cuda_memory_fraction)
         path = self.store.checkpoint(model_id)
         try:
             model = load_checkpoint(path, device=self._device)
@@ -205,14 +208,19 @@ class Engine:
             log.info("serving model %s%s", model_id, f" (was {previous.id})" if previous else "")
             return loaded
 
+    def _wanted(self) -> str | None:
+        """The model to serve: the ACTIVE pointer (one small read), else the newest checkpoint
+        (reads every model.json; only while the pointer names nothing)."""
+        return self.store.active_id() or self.store.default_id()
+
     async def follow_store(self) -> None:
         """Pick up ACTIVE changes made by workers (``activate: true``), the bootstrap or other replicas."""
         while True:
             await asyncio.sleep(self.settings.store_poll_seconds)
             try:
-                wanted = self.store.default_id()
+                wanted = await anyio.to_thread.run_sync(self._wanted)  # reads the disk: off the event loop
                 if wanted is not None and (self._current is None or self._current.id != wanted):
-                    await self.activate(wanted, write_pointer=self.store.active_id() is None)
+                    await self.activate(wanted, write_pointer=await anyio.to_thread.run_sync(self.store.active_id) is None)
             except Exception:  # keep following; a bad checkpoint must not stop the loop
                 log.exception("could not follow the model store")
 

@@ -8,6 +8,7 @@ raise ValueError-family errors); ``install_problem_handlers`` turns them into
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,16 @@ PROBLEM_JSON = "application/problem+json"
 MAX_LISTED_ERRORS = 20
 """Validation errors listed in one answer: a body with 10^5 bad items gets a short reply."""
 log = logging.getLogger("atnl.service")
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+/?")
+"""An absolute filesystem path inside a message (not the path of a URL: no scheme or host before it)."""
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with every absolute filesystem path replaced by ``<path>``: what an error may
+    show a client without telling it the server's directory layout."""
+    return ABSOLUTE_PATH.sub("<path>", text)
 
 
 class ServiceError(Exception):

@@ -16,9 +16,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service import metrics
-from service.errors import JobNotCancellable, JobNotFound, QueueUnavailable
+from service.errors import JobNotCancellable, JobNotFound, QueueFull, QueueUnavailable, redact_paths
 from service.settings import Settings
-from service.store import new_model_id
+from service.store import ModelStore, new_model_id
 from service.tasks import STOP_KEY, train_model
 
 PUBLIC_STATUS = {
@@ -63,9 +63,21 @@ def enqueue_training(conn: Redis, settings: Settings, config: dict[str, Any], ac
     """Put one training job on the queue; its result will be the new model id."""
     family = str(config.get("family", "atnl"))
     with redis_errors():
-        job = training_queue(conn, settings).enqueue(
+        queue = training_queue(conn, settings)
+        if queue.count >= settings.max_queued_jobs:
+            raise QueueFull(
+                f"{queue.count} training jobs are already waiting; the limit is {settings.max_queued_jobs} "
+                "(ATNL_MAX_QUEUED_JOBS); try again later",
+                retry_after=settings.queue_retry_after_seconds,
+            )
+        job = queue.enqueue(
             train_model,
-            kwargs={"config": config, "model_id": new_model_id(family), "activate": activate},
+            kwargs={
+                "config": config,
+                "model_id": new_model_id(family),
+                "activate": activate,
+                "store_id": ModelStore(settings.model_store).store_id(),
+            },
             job_timeout=settings.job_timeout_seconds,
             result_ttl=settings.result_ttl_seconds,
             failure_ttl=settings.failure_ttl_seconds,
@@ -84,13 +96,14 @@ def fetch(conn: Redis, job_id: str) -> Job:
 
 
 def error_of(job: Job, meta: dict[str, Any]) -> str | None:
-    """Why a job failed: the exception the task recorded, else the last line of RQ's traceback."""
+    """Why a job failed: the exception the task recorded, else the last line of RQ's traceback;
+    server paths redacted (the worker's log has them)."""
     if meta.get("error"):
-        return str(meta["error"])
+        return redact_paths(str(meta["error"]))
     result = job.latest_result()
     if result is not None and result.exc_string:
         lines = [line for line in result.exc_string.strip().splitlines() if line.strip()]
-        return lines[-1] if lines else result.exc_string
+        return redact_paths(lines[-1] if lines else result.exc_string)
     return None
 
 

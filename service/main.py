@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service import jobs, metrics
+from service.deps import is_loopback
 from service.engine import Engine
 from service.errors import install_problem_handlers
 from service.limits import BodyLimits
@@ -53,6 +54,12 @@ async def start_bootstrap(settings: Settings) -> asyncio.subprocess.Process:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    if settings.api_token is None and not is_loopback(settings.host):
+        log.warning(
+            "ATNL_API_TOKEN is not set and the API binds %s: training, activation and job cancel answer "
+            "loopback clients only (403 to others); set ATNL_API_TOKEN to allow them from other hosts",
+            settings.host,
+        )
     store = ModelStore(settings.model_store).ensure()
     engine = Engine(settings, store)
     app.state.store, app.state.engine = store, engine

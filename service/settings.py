@@ -21,16 +21,25 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     """Redis holding the RQ training queue and job state. Inference never needs it."""
     model_store: Path = Path("./var/models")
-    """Directory of checkpoints (one sub-directory each) plus the ``ACTIVE`` pointer file."""
+    """Directory of checkpoints (one sub-directory each) plus the ``ACTIVE`` pointer file.
+    Made absolute when read (a relative path is taken from the working directory); API and
+    workers must share it: each job carries the API's store id and fails at once, saying so,
+    on a worker whose store differs."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the API runs inference and, unless a job says otherwise, where jobs train."""
+    cuda_memory_fraction: float | None = Field(None, gt=0, le=1)
+    """Share of each GPU's memory this process may allocate (API: inference; worker: each job),
+    so a big training job cannot run the API's inference out of CUDA memory on a shared GPU.
+    Unset: no cap. Compose sets it for both."""
     host: str = "127.0.0.1"
     """Interface ``atnl serve`` binds (compose sets 0.0.0.0)."""
     port: int = Field(8000, ge=1, le=65535)
     """TCP port ``atnl serve`` listens on."""
     api_token: SecretStr | None = None
     """When set, POST /v1/train, POST /v1/models/{id}/activate and DELETE /v1/jobs/{id}
-    need ``Authorization: Bearer <token>``; reads and inference stay open."""
+    need ``Authorization: Bearer <token>``; reads and inference stay open. When unset,
+    those three answer loopback clients only (403 to any other address), and ``atnl serve``
+    warns at start if it binds a non-loopback interface (docs/SECURITY.md)."""
     log_level: str = "info"
     """Python logging level of serve and worker."""
 
@@ -90,10 +99,31 @@ class Settings(BaseSettings):
     """How long a failed job and its error stay in Redis."""
     max_train_epochs: int = Field(500, ge=1)
     """Most epochs one training request may ask for."""
+    max_train_batch_size: int = Field(1024, ge=1)
+    """Largest ``batch_size`` a training request may ask for (memory grows with it, and the
+    in-batch triplets with its cube)."""
+    max_train_latent_dim: int = Field(512, ge=3)
+    """Largest ``latent_dim`` a training request may ask for."""
+    max_train_threads: int = Field(64, ge=1)
+    """Largest ``threads`` (torch CPU threads) a training request may ask for."""
+    max_queued_jobs: int = Field(20, ge=1)
+    """Jobs waiting on the training queue at most; POST /v1/train answers 503 with Retry-After
+    beyond it (a soft cap: two requests racing may both get in)."""
+    queue_retry_after_seconds: int = Field(60, ge=1)
+    """Retry-After of a 503 from a full training queue, seconds."""
+    data_roots: list[Path] = []
+    """Directories ``mnist-idx:DIR`` and ``folder:DIR`` data sets of POST /v1/train may be in
+    (JSON list, e.g. ``["/data/digits"]``); empty: only the built-in data sets (mnist-5k,
+    pose-digits) are open over HTTP. The CLI (``atnl train``) is not limited."""
     progress_interval_seconds: float = Field(2.0, ge=0)
     """Least time between two job-progress writes; the last step of each epoch is always written."""
     redis_timeout_seconds: float = Field(2.0, gt=0)
     """Connect and socket timeout of the API's Redis calls; past it training answers 503."""
+
+    @field_validator("model_store")
+    @classmethod
+    def _absolute_store(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("api_token", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,15 @@ from models import CheckpointError, read_meta
 from service.errors import InvalidInput, ModelNotFound
 
 POINTER = "ACTIVE"
+STORE_ID = "STORE_ID"
+"""File naming the store with a random id, written once: a job carries the API's, so a worker
+on another directory (a relative ATNL_MODEL_STORE, a missing volume) refuses it at once."""
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Model ids are directory names: no path separators, no leading dot (temp dirs start with one)."""
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def new_model_id(family: str) -> str:
@@ -39,6 +47,23 @@ class ModelStore:
     def ensure(self) -> ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
+
+    def store_id(self) -> str:
+        """This store's id, created on first use (exclusively: concurrent processes agree)."""
+        path = self.ensure().root / STORE_ID
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            for _ in range(50):  # another process is writing it right now
+                text = path.read_text().strip()
+                if text:
+                    return text
+                time.sleep(0.01)
+            raise
+        with os.fdopen(fd, "w") as f:
+            store_id = secrets.token_hex(8)
+            f.write(store_id + "\n")
+        return store_id
 
     def path(self, model_id: str) -> Path:
         """Directory of ``model_id``; InvalidInput for ids that are not plain names."""
@@ -61,22 +86,35 @@ class ModelStore:
         return [p.name for p in sorted(found, key=lambda p: (self._created_at(p), p.name))]
 
     @staticmethod
-    def _created_at(path: Path) -> str:
+    def _meta(path: Path) -> dict[str, Any]:
+        """model.json of ``path``, or {} when it cannot be read as a JSON object (a broken or
+        hand-edited checkpoint must not break listing the others)."""
         try:
-            return str(read_meta(path).get("created_at", ""))
-        except CheckpointError:
-            return ""
+            meta = read_meta(path)
+        except (CheckpointError, OSError, UnicodeDecodeError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    @classmethod
+    def _created_at(cls, path: Path) -> str:
+        return str(cls._meta(path).get("created_at", ""))
 
     def describe(self, model_id: str) -> dict[str, Any]:
-        """id, family, dataset, created_at and metrics from model.json."""
-        meta = read_meta(self.checkpoint(model_id))
+        """id, family, dataset, created_at and metrics from model.json (None / {} where unreadable)."""
+        meta = self._meta(self.checkpoint(model_id))
+        data = meta.get("data")
+        metrics = meta.get("metrics")
         return {
             "id": model_id,
-            "family": meta.get("family"),
-            "dataset": (meta.get("data") or {}).get("spec"),
-            "created_at": meta.get("created_at"),
-            "metrics": meta.get("metrics") or {},
+            "family": _text(meta.get("family")),
+            "dataset": _text(data.get("spec")) if isinstance(data, dict) else None,
+            "created_at": _text(meta.get("created_at")),
+            "metrics": metrics if isinstance(metrics, dict) else {},
         }
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``describe`` of every model, oldest first (reads every model.json: call it off the event loop)."""
+        return [self.describe(model_id) for model_id in self.ids()]
 
     def active_id(self) -> str | None:
         """The id the pointer names, if it names an existing checkpoint."""

@@ -23,13 +23,20 @@ STOP_POLL_SECONDS = 1.0
 """Least time between two reads of the stop key during training."""
 
 
-def train_model(config: dict[str, Any], model_id: str, activate: bool = False) -> str:
+class WrongModelStore(RuntimeError):
+    """The worker's ATNL_MODEL_STORE is not the directory the API that enqueued the job serves from."""
+
+
+def train_model(config: dict[str, Any], model_id: str, activate: bool = False, store_id: str | None = None) -> str:
     """Train ``config`` (a TrainConfig dict), save it into the store as ``model_id``; return the id.
 
+    ``store_id`` is the API's store id: a worker whose store has another refuses the job
+    before training (the model would land where the API never looks).
     Job meta ``progress`` holds epoch, epochs, step, steps, loss and phase, written
     at least once per epoch; ``error`` holds the reason of a failure."""
     from models.pipeline import train_to_checkpoint
     from models.training import TrainConfig
+    from service.cuda_memory import limit_cuda_memory
 
     settings = get_settings()
     store = ModelStore(settings.model_store).ensure()
@@ -62,6 +69,13 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False) -
         return stop_requested
 
     try:
+        if store_id is not None and store.store_id() != store_id:
+            raise WrongModelStore(
+                f"this worker's model store {store.root} is not the API's (store id {store.store_id()} != {store_id}); "
+                "give API and workers the same ATNL_MODEL_STORE"
+            )
+        if str(config.get("device")) != "cpu":
+            limit_cuda_memory(settings.cuda_memory_fraction)
         cfg = TrainConfig.from_dict(config)
         publish({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "step": 0, "steps": 0, "loss": None})
         path = train_to_checkpoint(cfg, store.path(model_id), on_progress=on_progress, should_stop=should_stop)

@@ -119,9 +119,9 @@ async def test_bad_training_requests_change_nothing(client, redis_conn) -> None:
     assert redis_conn.keys("rq:job:*") == []
     assert_problem(await client.get("/v1/jobs/no-such-job"), 404)
     assert_problem(await client.delete("/v1/jobs/no-such-job"), 404)
-    assert_problem(await client.post("/v1/models/nope/activate"), 404)
-    assert_problem(await client.post("/v1/models/..%2F..%2Fetc/activate"), 404)
-    assert_problem(await client.post("/v1/models/.tmp-x/activate"), 422, "invalid model id")
+    assert_problem(await client.post("/v1/models/nope/activate", json={}), 404)
+    assert_problem(await client.post("/v1/models/..%2F..%2Fetc/activate", json={}), 404)
+    assert_problem(await client.post("/v1/models/.tmp-x/activate", json={}), 422, "invalid model id")
     listing = (await client.get("/v1/models")).json()
     assert listing["active"] == "tiny" and [m["id"] for m in listing["models"]] == ["tiny"]
 
@@ -132,13 +132,13 @@ async def test_token_guards_train_activate_and_delete_only(settings, digits, red
         assert_problem(await client.post("/v1/train", json={"epochs": 1}), 401)
         wrong = {"Authorization": "Bearer nope"}
         assert_problem(await client.post("/v1/train", json={"epochs": 1}, headers=wrong), 401)
-        assert_problem(await client.post("/v1/models/tiny/activate"), 401)
+        assert_problem(await client.post("/v1/models/tiny/activate", json={}), 401)
         assert_problem(await client.delete("/v1/jobs/whatever"), 401)
         good = {"Authorization": "Bearer s3cret"}
         r = await client.post("/v1/train", json={"epochs": 1}, headers=good)
         assert r.status_code == 202
         assert (await client.get(r.json()["status_url"])).json()["status"] == "queued"  # reads stay open
-        assert (await client.post("/v1/models/tiny/activate", headers=good)).status_code == 200
+        assert (await client.post("/v1/models/tiny/activate", json={}, headers=good)).status_code == 200
         assert (await client.delete(f"/v1/jobs/{r.json()['job_id']}", headers=good)).json()["status"] == "canceled"
         enc = await client.post("/v1/encode", files=[("files", ("a.png", png_of(digits[1][0]), "image/png"))])
         assert enc.status_code == 200

@@ -73,6 +73,19 @@ def test_services_volumes_gpu_and_health(compose: dict) -> None:
     assert "container_name" not in worker and "ports" not in worker
 
 
+def test_compose_requires_a_token_publishes_on_loopback_and_caps_gpu_memory(compose: dict) -> None:
+    api, worker = compose["services"]["api"], compose["services"]["worker"]
+    for svc in (api, worker):
+        token = svc["environment"]["ATNL_API_TOKEN"]
+        assert token.startswith("${ATNL_API_TOKEN:?"), "compose must refuse to start without a token"
+        fraction = re.fullmatch(r"\$\{\w+:-([0-9.]+)\}", svc["environment"]["ATNL_CUDA_MEMORY_FRACTION"])
+        assert fraction and 0 < float(fraction.group(1)) < 1
+    shares = [float(re.search(r":-([0-9.]+)", s["environment"]["ATNL_CUDA_MEMORY_FRACTION"]).group(1)) for s in (api, worker)]
+    assert sum(shares) <= 1.0
+    (port,) = api["ports"]
+    assert port.startswith("${ATNL_PUBLISH_ADDRESS:-127.0.0.1}:"), port
+
+
 def test_cpu_override_drops_the_gpu_reservation() -> None:
     override = load("docker-compose.cpu.yml")
     for name in ("api", "worker"):

@@ -4,6 +4,7 @@ activated and used; a running job stopped, a queued one canceled, a failing one 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,6 +75,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "ATNL_BOOTSTRAP_DEFAULT_MODEL": "false",
         "ATNL_STORE_POLL_SECONDS": "0.5",
         "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5",
+        "ATNL_DATA_ROOTS": json.dumps([str(tmp / "data")]),
     }
     env.pop("ATNL_API_TOKEN", None)
     procs = []
@@ -118,7 +120,7 @@ def test_train_follow_activate_interpolate(stack: Stack, digits) -> None:
     model_id = job["model_id"]
     assert model_id and model_id in [m["id"] for m in http.get("/v1/models").json()["models"]]
 
-    r = http.post(f"/v1/models/{model_id}/activate")
+    r = http.post(f"/v1/models/{model_id}/activate", json={})
     assert r.status_code == 200 and r.json()["active"] == model_id
     assert http.get("/readyz").json() == {"status": "ok", "model_id": model_id}
 
@@ -145,6 +147,7 @@ def test_stop_running_cancel_queued_explain_failed(stack: Stack) -> None:
     assert stack.job(queued)["status"] == "canceled"
 
     # The worker survives the stop and reports why a bad job fails.
-    failing = http.post("/v1/train", json={"dataset": "folder:/nonexistent/faces", "epochs": 1}).json()["job_id"]
+    failing = http.post("/v1/train", json={"dataset": "folder:no-such-faces", "epochs": 1}).json()["job_id"]
     job = stack.job_reaches(failing, {"failed", "finished"})
     assert job["status"] == "failed" and "DatasetError" in job["error"], job
+    assert str(stack.logs) not in job["error"] and "<path>" in job["error"], job  # no server path leaks

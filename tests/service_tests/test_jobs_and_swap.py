@@ -9,6 +9,7 @@ import shutil
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
+from svc_helpers import client_for
 from svc_images import png_of
 
 from service.settings import get_settings
@@ -35,8 +36,14 @@ def worker_env(settings, monkeypatch):
     get_settings.cache_clear()
 
 
-async def test_failing_job_reports_why(client, redis_conn, settings, worker_env) -> None:
-    r = await client.post("/v1/train", json={"dataset": "folder:/nonexistent/digits", "epochs": 1})
+async def test_failing_job_reports_why(redis_conn, settings, worker_env, tmp_path) -> None:
+    roots = settings.model_copy(update={"data_roots": [tmp_path / "data"]})
+    async for client in client_for(roots):
+        await failing_job_reports_why(client, redis_conn, settings, tmp_path / "data")
+
+
+async def failing_job_reports_why(client, redis_conn, settings, root) -> None:
+    r = await client.post("/v1/train", json={"dataset": "folder:missing-digits", "epochs": 1})
     assert r.status_code == 202, r.text
     accepted = r.json()
     assert accepted["status_url"] == f"/v1/jobs/{accepted['job_id']}"
@@ -45,7 +52,7 @@ async def test_failing_job_reports_why(client, redis_conn, settings, worker_env)
     work_burst(redis_conn, settings)
     job = (await client.get(accepted["status_url"])).json()
     assert job["status"] == "failed"
-    assert "DatasetError" in job["error"] and "/nonexistent/digits" in job["error"]
+    assert "DatasetError" in job["error"] and "<path>" in job["error"] and str(root) not in job["error"], job["error"]
     assert (await client.delete(accepted["status_url"])).status_code == 409
     assert [m["id"] for m in (await client.get("/v1/models")).json()["models"]] == ["tiny"]
 
@@ -73,7 +80,7 @@ async def test_hot_swap_under_concurrent_requests_loses_none(client, settings, d
     async def swaps():
         out = []
         for target in ["tiny-b", "tiny", "tiny-b", "tiny", "tiny-b"]:
-            out.append(await client.post(f"/v1/models/{target}/activate"))
+            out.append(await client.post(f"/v1/models/{target}/activate", json={}))
             await asyncio.sleep(0)
         return out
 
