@@ -26,6 +26,8 @@ from models.geometry import interpolate, normalize, slerp
 from models.networks import SemanticAutoencoder
 
 STRATEGIES = ("same", "ordinal", "both", "restyle", "mixed")
+DEFAULT_STRATEGY = "restyle"
+"""The strategy of models with an order circle (atnl) when a request names none."""
 SAME_OMEGA = (0.2, 0.8)
 """ω range of same-label slerps: away from the endpoints, which would be copies."""
 ORDINAL_OMEGA = (0.4, 0.6)

@@ -45,6 +45,12 @@ class JudgeCNN(nn.Module):
         return self.net(x)
 
     @torch.no_grad()
+    def features(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+        """(N, 128) penultimate activations, the features of the Fréchet distance."""
+        self.eval()
+        return torch.cat([self.net[:-1](x[i : i + batch]) for i in range(0, len(x), batch)])
+
+    @torch.no_grad()
     def predict(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
         self.eval()
         return torch.cat([self(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])

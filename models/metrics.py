@@ -1,5 +1,7 @@
-"""Metrics of DESIGN §6: latent accuracy (linear probe, 5-NN cosine),
-reconstruction, and the semantic path score (SPS) judged by an independent CNN."""
+"""Metrics of DESIGN §6 and issue 9: latent accuracy (linear probe, 5-NN cosine),
+reconstruction (BCE and identity), the semantic path score (SPS) judged by an
+independent CNN, and the quality of hallucinations (judge agreement, diversity,
+Fréchet distance on the judge's features)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
+from models.augment import jitter
 from models.data import ImageSet
 from models.geometry import interpolate
+from models.hallucination import DEFAULT_STRATEGY, hallucinate
 from models.judge import JudgeCNN, get_judge
 from models.networks import SemanticAutoencoder
 
@@ -26,6 +30,10 @@ SPS_PAIRS = 500
 """Seeded test pairs per score."""
 SPS_MIN_GAP = 2
 """Smallest label gap b - a of a scored pair (there must be a label between)."""
+HALLUCINATION_SHOTS = 5
+"""k real images a label in the few-shot set that hallucination quality is measured from."""
+HALLUCINATION_PER_CLASS = 50
+"""Images a label made by hallucination, and by jitter for the comparison."""
 
 
 @torch.no_grad()
@@ -50,10 +58,16 @@ def latent_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
 
 @torch.no_grad()
 def reconstruction_error(model: SemanticAutoencoder, x: torch.Tensor) -> dict[str, float]:
+    """Held-out reconstruction of x (N, C, H, W) in [0, 1]: per-pixel mean BCE and MSE, and
+    identity, the share of images whose reconstruction's nearest image of x (pixel L2)
+    is its own original. A decoder that draws one prototype per label scores about 1/N
+    a label on identity however low its BCE."""
     rec = batched(lambda b: model.decode(model.code(b)), x)
+    nearest = torch.cdist(rec.flatten(1), x.flatten(1)).argmin(1)  # (N,)
     return {
         "recon_bce": float(F.binary_cross_entropy(rec.clamp(1e-6, 1 - 1e-6), x).item()),
         "recon_mse": float(F.mse_loss(rec, x).item()),
+        "recon_identity": float((nearest == torch.arange(len(x))).float().mean().item()),
     }
 
 
@@ -138,7 +152,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """All DESIGN §6 metrics of one model on the test split.
 
-    SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way)."""
+    SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way);
+    ``hallucination`` is ``hallucination_quality`` with the model's ``hallucination_strategy``."""
     model = model.cpu().eval()
     out: dict[str, Any] = latent_metrics(model, data, train_indices, test_indices)
     judge, judge_acc = get_judge(data, train_indices, test_indices, seed=seed)
@@ -149,4 +164,91 @@ def evaluate(
         out[f"path_{method}"] = semantic_path_score(model, judge, x_te, y_te, method, num_pairs, seed=seed)
     primary = out[f"path_{methods[0]}"]
     out.update(sps=primary["sps"], coverage=primary["coverage"], monotonicity=primary["monotonicity"], sps_method=methods[0])
+    strategy = hallucination_strategy(model)
+    out["hallucination"] = hallucination_quality(model, judge, data, train_indices, test_indices, strategy, seed=seed)
     return out
+
+
+def hallucination_strategy(model: SemanticAutoencoder) -> str:
+    """The strategy a model's hallucinations are made and measured with: the API's default
+    (``DEFAULT_STRATEGY``) where the model has an order circle (atnl), else ``both``, the
+    slerp/lerp strategy every family can serve (the Euclidean baselines)."""
+    return DEFAULT_STRATEGY if model.cfg.spherical and model.cfg.num_labels >= 2 else "both"
+
+
+def few_shot_indices(data: ImageSet, train_indices: list[int], shots: int, seed: int) -> list[int]:
+    """``shots`` seeded train-split indices of each label (all of a label's, where it has fewer), label by label."""
+    rng = np.random.default_rng(seed)
+    train = np.asarray(train_indices)
+    train_y = data.labels[train].numpy()
+    picks: list[int] = []
+    for k in range(data.num_labels):
+        pool = train[train_y == k]
+        picks += [int(i) for i in rng.choice(pool, min(shots, len(pool)), replace=False)]
+    return picks
+
+
+def within_label_diversity(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over labels of the mean pixel L2 distance between two distinct images of x (N, C, H, W) of that label."""
+    per_label = []
+    for k in y.unique():
+        flat = x[y == k].flatten(1)
+        if len(flat) > 1:
+            per_label.append(float(torch.cdist(flat, flat).sum() / (len(flat) * (len(flat) - 1))))
+    return float(np.mean(per_label)) if per_label else 0.0
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """FID's formula, ||μ_a - μ_b||² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^½), of feature sets (N, F) and (M, F)."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    eye = np.eye(len(cov_a)) * 1e-6  # ReLU features with no variance make Σ singular, as FID's code guards
+    root, _ = linalg.sqrtm((cov_a + eye) @ (cov_b + eye), disp=False)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+@torch.no_grad()
+def hallucination_quality(
+    model: SemanticAutoencoder,
+    judge: JudgeCNN,
+    data: ImageSet,
+    train_indices: list[int],
+    test_indices: list[int],
+    strategy: str,
+    shots: int = HALLUCINATION_SHOTS,
+    per_class: int = HALLUCINATION_PER_CLASS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How new real-looking digits the hallucinations of a k-shot set are.
+
+    The k-shot set is ``shots`` seeded train-split images a label; from it ``per_class``
+    images a label are hallucinated (``strategy``) and, for comparison, as many jitters
+    of the real images are made. Against the test split: the judge's agreement with the
+    hallucinations' labels, their within-label pixel diversity as a ratio to the test
+    images' own, and the Fréchet distance of the judge's penultimate features to the
+    test images' (lower is closer), beside the same distance for the jittered images."""
+    picks = few_shot_indices(data, train_indices, shots, seed)
+    x_few, y_few = data.images[picks], data.labels[picks]
+    samples = hallucinate(model.cpu().eval(), x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
+    x_hal = torch.stack([s.image for s in samples])
+    y_hal = torch.tensor([s.label for s in samples])
+    g = torch.Generator().manual_seed(seed)
+    pools = [(y_few == k).nonzero().squeeze(1) for k in y_few.unique()]
+    repeat = torch.cat([pool.repeat(-(-per_class // len(pool)))[:per_class] for pool in pools])  # each image in turn
+    x_jit, y_jit = jitter(x_few[repeat], g, degrees=data.label_safe_rotation), y_few[repeat]
+    x_te, y_te = data.images[test_indices], data.labels[test_indices]
+    real_div = within_label_diversity(x_te, y_te)
+    f_te = judge.features(x_te).numpy()
+    return {
+        "strategy": strategy,
+        "shots": shots,
+        "per_class": per_class,
+        "judge_agreement": float((judge.predict(x_hal) == y_hal).float().mean()),
+        "diversity_ratio": within_label_diversity(x_hal, y_hal) / real_div,
+        "frechet": frechet_distance(judge.features(x_hal).numpy(), f_te),
+        "jittered_judge_agreement": float((judge.predict(x_jit) == y_jit).float().mean()),
+        "jittered_diversity_ratio": within_label_diversity(x_jit, y_jit) / real_div,
+        "jittered_frechet": frechet_distance(judge.features(x_jit).numpy(), f_te),
+    }

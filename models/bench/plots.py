@@ -1,5 +1,6 @@
-"""Benchmark figures (matplotlib, Agg backend): t-SNE grids (paper Figure 5) and
-interpolation paths with judged labels (paper Figure 6)."""
+"""Benchmark figures (matplotlib, Agg backend): t-SNE grids (paper Figure 5),
+interpolation paths with judged labels (paper Figure 6), and hallucination grids
+(real examples beside the images hallucinated from them)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,37 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str]]], path: Path, titl
 def path_figure(rows: list[tuple[str, torch.Tensor, list[int]]], label_names: list[str], path: Path, title: str) -> Path:
     """Interpolation paths (T, C, H, W), each frame captioned with its judged label (paper Figure 6)."""
     return image_rows([(name, frames, [label_names[k] for k in judged]) for name, frames, judged in rows], path, title)
+
+
+def hallucination_figure(
+    panels: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]], label_names: list[str], path: Path, title: str
+) -> Path:
+    """Side-by-side panels, one per (name, real, hallucinated); row k of a panel is label k's real
+    images (n, C, H, W) in [0, 1] on the left, a gap, then its hallucinated images."""
+    gap = 2
+    n_real = max(len(r) for _, reals, _ in panels for r in reals)
+    n_fake = max(len(f) for _, _, fakes in panels for f in fakes)
+    h, w = panels[0][1][0].shape[-2:]
+    step_x, step_y = w + gap, h + gap
+    left = n_real * step_x + w  # the real images, then a gap one image wide
+    size = (len(panels) * 0.4 * (n_real + n_fake + 1) + 1, 0.4 * len(label_names) + 1.0)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
+    for (name, reals, fakes), ax in zip(panels, axes[0], strict=True):
+        mosaic = np.ones((len(label_names) * step_y - gap, left + n_fake * step_x - gap), dtype=np.float32)
+        for k, (real, fake) in enumerate(zip(reals, fakes, strict=True)):
+            for t, img in enumerate(real):
+                mosaic[k * step_y : k * step_y + h, t * step_x : t * step_x + w] = img[0].numpy()
+            for t, img in enumerate(fake):
+                mosaic[k * step_y : k * step_y + h, left + t * step_x : left + t * step_x + w] = img[0].numpy()
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+        ax.set_yticks([k * step_y + h / 2 for k in range(len(label_names))], label_names, fontsize=8)
+        ax.set_xticks([n_real * step_x / 2, left + n_fake * step_x / 2], ["real (train)", "hallucinated"], fontsize=9)
+        ax.xaxis.tick_top()
+        ax.tick_params(length=0)
+        ax.set_frame_on(False)
+        ax.set_title(name, fontsize=10, pad=18)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

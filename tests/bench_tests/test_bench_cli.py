@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from models.hallucination import DEFAULT_STRATEGY
 from service.cli import app
 
 
@@ -30,10 +31,26 @@ def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, at
         assert {"path_lerp", "path_slerp"} <= set(families["atnl"])
         best = max(m["linear_probe_acc"] for m in families.values())  # the best family always gets extra seeds
         seeded = [m for m in families.values() if m["linear_probe_acc"] == best]
-        assert all(len(m["linear_probe_seeds"]) == 2 and m["linear_probe_seeds"][0] == best for m in seeded)
-        assert "Linear probe over seeds" in md
+        seeded += [families["atnl"], families["vae-tl"]]  # and so do ATNL and VAE-TL, wherever their probe is
+        assert all(len(m["linear_probe_seeds"]) == 2 and m["linear_probe_seeds"][0] == m["linear_probe_acc"] for m in seeded)
+        assert [p["seed"] for p in families["atnl"]["path_slerp_seeds"]] == [0, 1]
+        assert families["atnl"]["path_slerp_seeds"][0]["sps"] == families["atnl"]["path_slerp"]["sps"]
+        for family, m in families.items():
+            assert 0.0 <= m["recon_identity"] <= 1.0, family
+            h = m["hallucination"]
+            assert h["strategy"] == (DEFAULT_STRATEGY if family == "atnl" else "both"), family
+            assert 0.0 <= h["judge_agreement"] <= 1.0 and h["diversity_ratio"] > 0.0, family
+            assert h["frechet"] >= 0.0 and h["jittered_frechet"] >= 0.0, family
+        for r in report["results"]:
+            assert (out / r["figures"]["hallucination"]).is_file()
+            assert f"]({r['figures']['hallucination']})" in md
+        for heading in ("Linear probe over seeds", "Slerp paths over seeds", "### Hallucinations", "Targets (issue 9)"):
+            assert heading in md, heading
+        assert "Targets (issue 4)" not in md and "ATNL* (lerp), explained" in md
     else:
         assert set(report["accuracy"]) == {"knn", "cnn"}
         assert report["hallucinator"]["trained_on"] > 0
         seen = set(report["hallucinator"]["trained_on_indices"])
         assert not seen & set(report["split"]["pool_indices"]) and not seen & set(report["split"]["test_indices"])
+        assert report["config"]["strategy"] == DEFAULT_STRATEGY
+        assert "hallucination - traditional" in md and "beats both" in md

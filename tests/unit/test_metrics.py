@@ -1,16 +1,34 @@
-"""Metrics of DESIGN §6 on hand-made inputs: the path rule of SPS, seeded pair sampling, latent accuracy."""
+"""Metrics of DESIGN §6 and issue 9 on hand-made inputs: the path rule of SPS, seeded pair sampling,
+latent accuracy, reconstruction identity, within-label diversity, the Fréchet distance, and the
+quality of a tiny model's hallucinations."""
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import torch
 
 from models.data import ImageSet
-from models.judge import get_judge
-from models.metrics import SPS_MIN_GAP, latent_accuracy, path_passes, sample_pairs
+from models.hallucination import DEFAULT_STRATEGY
+from models.judge import JudgeCNN, get_judge
+from models.metrics import (
+    SPS_MIN_GAP,
+    frechet_distance,
+    hallucination_quality,
+    hallucination_strategy,
+    latent_accuracy,
+    path_passes,
+    reconstruction_error,
+    sample_pairs,
+    within_label_diversity,
+)
+from models.networks import SemanticAutoencoder
 
 
 @pytest.mark.parametrize(
@@ -75,3 +93,84 @@ def test_the_judge_is_the_same_whatever_ran_before_it(mnist_500: ImageSet, tmp_p
     assert acc_first == acc_second
     for (name, p), q in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
+
+
+class FixedDecoder:
+    """Stands in for a model in ``reconstruction_error``: code is the flat image, decode is ``draw``."""
+
+    def __init__(self, draw: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.draw = draw
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.draw(z.view(-1, 1, 28, 28))
+
+
+def test_reconstruction_identity_of_a_perfect_and_a_constant_decoder(digits_100: ImageSet) -> None:
+    x = digits_100.images
+    perfect = reconstruction_error(cast(SemanticAutoencoder, FixedDecoder(lambda x: x)), x)
+    assert perfect["recon_identity"] == 1.0 and perfect["recon_mse"] == 0.0
+    prototype = x.mean(0, keepdim=True)
+    constant = reconstruction_error(cast(SemanticAutoencoder, FixedDecoder(lambda x: prototype.expand_as(x))), x)
+    assert constant["recon_identity"] == pytest.approx(1 / len(x))  # every reconstruction is nearest one image
+    assert constant["recon_bce"] > perfect["recon_bce"]
+
+
+def test_within_label_diversity_is_the_mean_pairwise_distance_per_label() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(7, 1, 4, 4, generator=g)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 3])  # labels 2 and 3 have one image each: no pair, left out
+    per_label = []
+    for k in (0, 1):
+        items = x[y == k]
+        pairs = [float((a - b).norm()) for a, b in itertools.permutations(items, 2)]
+        per_label.append(sum(pairs) / len(pairs))
+    assert within_label_diversity(x, y) == pytest.approx(np.mean(per_label), rel=1e-5)
+    assert within_label_diversity(x[[0, 0]], y[:2]) == pytest.approx(0.0, abs=1e-5)  # two copies of one image
+
+
+def test_frechet_distance_of_identical_and_shifted_sets() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))  # correlated features
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-4)
+    shift = rng.normal(size=6)
+    assert frechet_distance(a, a + shift) == pytest.approx(float((shift**2).sum()), rel=1e-4, abs=1e-4)
+    # b = 2a: Σ_b = 4 Σ_a, (Σ_a Σ_b)^½ = 2 Σ_a, so the distance is ||μ_a||² + tr(Σ_a).
+    expected = float((a.mean(0) ** 2).sum() + np.trace(np.cov(a, rowvar=False)))
+    assert frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def judged_digits(
+    mnist_500: ImageSet, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ImageSet, list[int], list[int], JudgeCNN]:
+    """120 real digits split 6 + 6 a label, and a judge trained on the first half (seconds)."""
+    data = mnist_500.subset([i for i in range(500) if i % 50 < 12])
+    train_idx = [i for i in range(120) if i % 12 < 6]
+    test_idx = [i for i in range(120) if i % 12 >= 6]
+    judge, _ = get_judge(data, train_idx, test_idx, cache_dir=tmp_path_factory.mktemp("judge"))
+    return data, train_idx, test_idx, judge
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["atnl-like", "euclidean"])
+def test_hallucination_quality_of_a_tiny_model(
+    ordered: bool, make_model: Callable[..., SemanticAutoencoder], judged_digits: tuple[Any, ...]
+) -> None:
+    data, train_idx, test_idx, judge = judged_digits
+    if ordered:
+        model = make_model(num_labels=10, ordinal_head=True, sector_decoder=True, style_angle=0.6)
+    else:
+        model = make_model(spherical=False)
+    strategy = hallucination_strategy(model)
+    assert strategy == (DEFAULT_STRATEGY if ordered else "both")
+    q = hallucination_quality(model, judge, data, train_idx, test_idx, strategy, shots=3, per_class=6, seed=1)
+    assert (q["strategy"], q["shots"], q["per_class"]) == (strategy, 3, 6)
+    for key in ("judge_agreement", "jittered_judge_agreement"):
+        assert 0.0 <= q[key] <= 1.0, key
+    for key in ("diversity_ratio", "jittered_diversity_ratio", "frechet", "jittered_frechet"):
+        assert math.isfinite(q[key]) and q[key] >= -1e-3, key
+    assert q["jittered_judge_agreement"] > 0.5  # jitters of real digits stay readable to a real judge
+    again = hallucination_quality(model, judge, data, train_idx, test_idx, strategy, shots=3, per_class=6, seed=1)
+    assert again == q
