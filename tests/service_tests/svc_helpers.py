@@ -24,3 +24,17 @@ async def client_for(settings: Settings) -> AsyncIterator[AsyncClient]:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://atnl.test") as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r, status: int, *words: str) -> dict:
+    """``r`` is a problem+json answer with ``status`` whose detail contains each of ``words``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    for word in words:
+        assert word.lower() in body["detail"].lower(), body
+    return body

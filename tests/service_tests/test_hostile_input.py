@@ -11,25 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from httpx import ASGITransport, AsyncClient
-from svc_helpers import client_for
+from svc_helpers import PROBLEM, assert_problem, client_for
 from svc_images import big_digit_png, mpo_of, noisy_png_of, png_declaring, png_of
 
 pytestmark = pytest.mark.anyio
-PROBLEM = "application/problem+json"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def assert_problem(r: httpx.Response, status: int, *words: str) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    body = r.json()
-    for word in words:
-        assert word.lower() in body["detail"].lower(), body
-    return body
 
 
 def one_file(data: bytes, name: str = "x.png", media: str = "image/png") -> list:

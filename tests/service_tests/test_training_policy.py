@@ -9,21 +9,11 @@ import shutil
 
 import pytest
 from httpx import ASGITransport, AsyncClient
-from svc_helpers import client_for
+from svc_helpers import assert_problem, client_for
 
 from service.main import create_app
 
 pytestmark = pytest.mark.anyio
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(r, status: int, *words: str) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    body = r.json()
-    for word in words:
-        assert word.lower() in body["detail"].lower(), body
-    return body
 
 
 OUT_OF_RANGE = [
