@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.critic import CRITIC_WIDTH, ConvCritic
 from models.families import Objective, reconstruction_loss
 from models.networks import SemanticAutoencoder
 
@@ -39,8 +40,6 @@ ACAI_LAMBDA = 0.5
 """λ: weight of the autoencoder's ‖C(x̂_α)‖² term (paper value)."""
 ACAI_GAMMA = 0.2
 """γ: blend of data and reconstruction in the critic's regulariser (paper value)."""
-ACAI_WIDTH = 32
-"""Channels of the critic's first conv layer (the encoder's width)."""
 
 
 def _adversary_steps(model: SemanticAutoencoder) -> bool:
@@ -96,33 +95,18 @@ class AdversarialAutoencoderObjective(Objective):
         }
 
 
-class ACAICritic(nn.Module):
-    """(N, C, H, W) in [0, 1] -> (N,) estimate of the mixing coefficient α: the encoder's conv stack, mean-pooled."""
-
-    def __init__(self, channels: int, width: int = ACAI_WIDTH) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (N, w, H/2, W/2)
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (N, 2w, H/4, W/4)
-            nn.Conv2d(2 * width, 1, 3, padding=1),  # (N, 1, H/4, W/4)
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).mean(dim=(1, 2, 3))
-
-
 class ACAIObjective(Objective):
     """BCE(D(E(x)), x) + λ · ‖C(x̂_α)‖²; the critic C learns ‖C(x̂_α) - α‖² + ‖C(γx + (1-γ)x̂)‖²."""
 
     def __init__(self, lam: float = ACAI_LAMBDA, gamma: float = ACAI_GAMMA, lr: float = ADVERSARY_LR) -> None:
         super().__init__()
         self.lam, self.gamma, self.lr = lam, gamma, lr
-        self.critic: ACAICritic | None = None
+        self.critic: ConvCritic | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def _build(self, channels: int, device: torch.device) -> ACAICritic:
+    def _build(self, channels: int, device: torch.device) -> ConvCritic:
         if self.critic is None:
-            self.critic = ACAICritic(channels).to(device)
+            self.critic = ConvCritic(channels).to(device)
             self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         return self.critic
 
@@ -134,7 +118,11 @@ class ACAIObjective(Objective):
         alpha = torch.rand(len(z), 1, device=z.device) / 2  # (B, 1)
         partner = torch.roll(z, shifts=1, dims=0)
         mixed = model.decode(alpha * z + (1 - alpha) * partner)  # (B, C, H, W) in [0, 1]
-        critic = self._build(x.shape[1], x.device)
+        net = self._build(x.shape[1], x.device)
+
+        def critic(images: torch.Tensor) -> torch.Tensor:  # (N,) α estimates: the patch scores mean-pooled
+            return net(images).mean(dim=(1, 2, 3))
+
         parts: dict[str, float] = {"rec": rec.item()}
         if _adversary_steps(model):
             assert self.optimizer is not None
@@ -153,6 +141,6 @@ class ACAIObjective(Objective):
             "objective": "BCE(D(E(x)), x) + lam * C(D(a E(x1) + (1-a) E(x2)))^2, a ~ U(0, 1/2)",
             "lam": self.lam,
             "gamma": self.gamma,
-            "critic": f"conv {ACAI_WIDTH}-{2 * ACAI_WIDTH}-1, mean-pooled, Adam lr {self.lr}",
+            "critic": f"conv {CRITIC_WIDTH}-{2 * CRITIC_WIDTH}-1, mean-pooled, Adam lr {self.lr}",
             "critic_loss": "(C(x_a) - a)^2 + C(gamma x + (1 - gamma) x_rec)^2",
         }

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.critic import RealismCritic
 from models.geometry import normalize
-from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
+from models.losses import AngularTripletNeighborLoss, LabelFreeStyleLoss, OrdinalCircleLoss
 from models.networks import SemanticAutoencoder
 
 
@@ -66,11 +67,19 @@ class ATNLObjective(Objective):
         circle_weight: float,
         style_weight: float = 0.0,
         consistency_weight: float = 0.0,
+        reconstruction_weight: float = 1.0,
+        label_free_weight: float = 0.0,
+        triplet_on_order: bool = False,
+        realism_weight: float = 0.0,
+        style_cycle_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        self.atnl, self.circle = atnl, circle
+        self.atnl, self.circle, self.label_free = atnl, circle, LabelFreeStyleLoss()
+        self.realism_weight, self.critic = realism_weight, RealismCritic()
         self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
         self.consistency_weight = consistency_weight
+        self.reconstruction_weight, self.label_free_weight = reconstruction_weight, label_free_weight
+        self.triplet_on_order, self.style_cycle_weight = triplet_on_order, style_cycle_weight
 
     def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         logits = None
@@ -79,23 +88,45 @@ class ATNLObjective(Objective):
             z = normalize(u)  # (B, d) unit
         else:
             z = model.code(x)  # (B, d) unit
+        zero = z.sum() * 0.0
         rec = reconstruction_loss(model.decode_logits(z), x)
-        tri = self.atnl(z, y)
-        circ = self.circle(z, y, logits) if self.circle_weight > 0 else z.sum() * 0.0
-        inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else z.sum() * 0.0
-        use_consistency = self.consistency_weight > 0 and model.cfg.ordinal_head
-        con = restyled_label_consistency(model, z, y) if use_consistency else z.sum() * 0.0
-        total = rec + self.triplet_weight * tri + self.circle_weight * circ + self.style_weight * inv
-        total = total + self.consistency_weight * con
-        parts = {"rec": rec.item(), "atnl": tri.item(), "circle": circ.item(), "style_class": inv.item()}
-        return total, {**parts, "consistency": con.item()}
+        tri = self.atnl(normalize(z[:, :2]) if self.triplet_on_order else z, y) if self.triplet_weight > 0 else zero
+        circ = self.circle(z, y, logits) if self.circle_weight > 0 else zero
+        inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else zero
+        free = self.label_free(z[:, 2:], y) if self.label_free_weight > 0 else zero
+        con = cyc = real = zero
+        parts: dict[str, float] = {}
+        if (self.consistency_weight > 0 or self.realism_weight > 0 or self.style_cycle_weight > 0) and model.cfg.ordinal_head:
+            mixed = restyled_latents(z)
+            images = torch.sigmoid(model.decode_logits(mixed))
+            if self.consistency_weight > 0 or self.style_cycle_weight > 0:
+                con, cyc = restyled_consistency(model, mixed, images, y)
+            if self.realism_weight > 0:
+                if model.training and torch.is_grad_enabled():
+                    parts["critic"] = self.critic.step(x, images)
+                real = self.critic.fooling_loss(images)
+        total = self.reconstruction_weight * rec + self.triplet_weight * tri + self.circle_weight * circ
+        total = total + self.style_weight * inv + self.label_free_weight * free + self.consistency_weight * con
+        total = total + self.realism_weight * real + self.style_cycle_weight * cyc
+        parts.update(rec=rec.item(), atnl=tri.item(), circle=circ.item(), style_class=inv.item(), realism=real.item())
+        return total, {**parts, "label_free": free.item(), "consistency": con.item(), "style_cycle": cyc.item()}
 
     def describe(self) -> dict[str, Any]:
         return {
-            "objective": "BCE(D(z), x) + triplet_weight * ATNL(z, y) + circle_weight * circle(z, y)"
-            " + style_weight * style_class_share(z[:, 2:], y)"
-            " + consistency_weight * CE(head(D(order of z, style of a shuffled z)), y)",
+            "objective": "reconstruction_weight * BCE(D(z), x) + triplet_weight * ATNL(z or its order plane, y)"
+            " + circle_weight * circle(z, y) + style_weight * style_class_share(z[:, 2:], y)"
+            " + label_free_weight * label_free_style(z[:, 2:], y)"
+            " + consistency_weight * CE(head(D(order of z, style of a shuffled z)), y)"
+            " + realism_weight * BCE(critic(D(order of z, style of a shuffled z)), real)"
+            " + style_cycle_weight * (1 - cos(style of E(D(order of z, style s of a shuffled z)), s))",
+            "realism_weight": self.realism_weight,
+            "style_cycle_weight": self.style_cycle_weight,
+            "critic": self.critic.describe(),
+            "reconstruction_weight": self.reconstruction_weight,
             "triplet_weight": self.triplet_weight,
+            "triplet_on": "order plane" if self.triplet_on_order else "latent",
+            "label_free_weight": self.label_free_weight,
+            "label_free": self.label_free.describe(),
             "circle_weight": self.circle_weight,
             "style_weight": self.style_weight,
             "consistency_weight": self.consistency_weight,
@@ -151,24 +182,35 @@ def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float)
     return loss[valid].mean() if valid.any() else z.sum() * 0.0
 
 
-def restyled_label_consistency(model: SemanticAutoencoder, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the encoder's order head on images decoded from each latent's order
-    part with another item's style (the batch shuffled), against the first item's label.
+def restyled_latents(z: torch.Tensor) -> torch.Tensor:
+    """(B, d) unit latents: each of ``z``'s (B, d, unit, ordinal-head model) order part (axes 0, 1)
+    with the style of another item of the batch (a random shuffle), as a path's middle and a
+    restyled hallucination pair them."""
+    shuffled = torch.randperm(len(z), device=z.device)
+    return normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # already unit with a fixed lean
+
+
+def restyled_consistency(
+    model: SemanticAutoencoder, mixed: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label, style) consistency of ``images`` (B, C, H, W), decoded from ``restyled_latents``
+    ``mixed`` (B, d) whose order parts have ``labels`` (B,), read by the frozen encoder:
+    the cross-entropy of its order head against the labels, and 1 - the cosine between
+    the style it reads and the style the images were decoded from.
 
     Reconstruction only ever pairs a sector with the style of an image of that label; a
     path's middle pairs sector k with styles of other labels, and the decoder then drew
-    some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
-    critic here (its weights are detached, so it cannot learn to read decoded images): the
-    decoder learns from this term, and the encoder only through the latents ``z`` it made.
-
-    ``z``: (B, d) unit latents of an ordinal-head model; ``labels``: (B,). Returns a scalar."""
+    some 4s with a 9's closed top (judged 9 for one seed in nine). The label term makes
+    such a decode read as its sector's label, the style term makes it keep the donor's
+    style in a form the encoder finds again (so a style means the same for every label,
+    instead of a smudge). The encoder is a frozen critic here (its weights are detached,
+    so it cannot learn to read decoded images): the decoder learns from both terms, and
+    the encoder only through the latents it made."""
     k = model.cfg.num_labels
-    shuffled = torch.randperm(len(z), device=z.device)
-    mixed = normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # (B, d); already unit with a fixed lean
-    images = torch.sigmoid(model.decode_logits(mixed))
     frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
-    logits = torch.func.functional_call(model.encoder, frozen, (images,))[:, :k]
-    return F.cross_entropy(logits, labels)
+    h = torch.func.functional_call(model.encoder, frozen, (images,))  # (B, K + d - 2)
+    style = F.cosine_similarity(h[:, k:], mixed[:, 2:], dim=1)  # (B,)
+    return F.cross_entropy(h[:, :k], labels), 1 - style.mean()
 
 
 def style_class_share(style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

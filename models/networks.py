@@ -212,6 +212,9 @@ def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, t
     centres = sector_centres(cfg.num_labels, cfg.circle_span, z.device).to(z.dtype)  # (K,)
     psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
     k = (psi[:, None] - centres[None, :]).abs().argmin(1)  # (N,)
-    rho = z[:, :2].norm(dim=1)
+    rho, style = z[:, :2].norm(dim=1), z[:, 2:]
+    if cfg.style_angle > 0:  # back onto the training lean: a slerp's middle leans less than its ends
+        lean = torch.tensor(cfg.style_angle, dtype=z.dtype)
+        rho, style = torch.cos(lean).expand_as(rho), normalize(style) * torch.sin(lean)
     plane = torch.stack([rho * torch.cos(centres[k]), rho * torch.sin(centres[k])], 1)  # (N, 2)
-    return torch.cat([plane, z[:, 2:]], dim=1), F.one_hot(k, cfg.num_labels).to(z.dtype)
+    return torch.cat([plane, style], dim=1), F.one_hot(k, cfg.num_labels).to(z.dtype)

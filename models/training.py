@@ -56,6 +56,18 @@ class TrainConfig:
     (see families.restyled_label_consistency). 0.3 makes paths hold across seeds (mnist-5k
     seed 2: SPS 0.782 -> 0.986) but blurs the decoder, and few-shot hallucination lost 2-5
     points (README); 1.0 dropped pose-digits' SPS to 0.656. Off by default."""
+    reconstruction_weight: float = 1.0
+    """atnl: weight of the per-pixel mean BCE reconstruction term."""
+    label_free_weight: float = 0.0
+    """atnl: weight of the label-free style term (losses.label_free_style)."""
+    triplet_on_order: bool = False
+    """atnl: apply ATNL to the order plane (latent axes 0, 1) only, not the whole latent."""
+    realism_weight: float = 0.0
+    """atnl: weight of the decoder's loss for fooling a patch critic that tells real images
+    from restyled decodes (models.critic.RealismCritic)."""
+    style_cycle_weight: float = 0.0
+    """atnl: weight of the style cycle: a restyled decode must give its donor's style back to the
+    frozen encoder (families.restyled_consistency)."""
     label_smoothing: float = 0.0
     """atnl: label smoothing ε of the ordinal circle's cross-entropy over sectors. 0.1 raised the
     mnist-5k probe (3 seeds) from 98.0% to 98.4% but lowered pose-digits' from 95.6% to 95.3%: off."""
@@ -153,7 +165,16 @@ def build_objective(cfg: TrainConfig, num_labels: int) -> Objective:
         atnl = AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule)
         circle = OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius, label_smoothing=cfg.label_smoothing)
         weights = (cfg.triplet_weight, cfg.circle_weight, cfg.style_weight, cfg.consistency_weight)
-        return ATNLObjective(atnl, circle, *weights)
+        return ATNLObjective(
+            atnl,
+            circle,
+            *weights,
+            cfg.reconstruction_weight,
+            cfg.label_free_weight,
+            cfg.triplet_on_order,
+            cfg.realism_weight,
+            cfg.style_cycle_weight,
+        )
     if cfg.family == "ae":
         return AutoencoderObjective()
     if cfg.family == "vae":

@@ -1,0 +1,72 @@
+"""Image critics: small conv nets trained beside an autoencoder, never saved with it.
+
+``ConvCritic`` is the network (the encoder's conv stack with a 1-channel head,
+one score per 4×4 patch); ACAI regresses a mixing coefficient with it and
+ATNL's realism term (``RealismCritic``) tells real images from decoded ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CRITIC_WIDTH = 32
+"""Channels of a critic's first conv layer (the encoder's width)."""
+CRITIC_LR = 1e-3
+"""Adam learning rate of a critic (the autoencoder's default)."""
+
+
+class ConvCritic(nn.Module):
+    """(N, C, H, W) in [0, 1] -> (N, 1, H/4, W/4) patch scores."""
+
+    def __init__(self, channels: int, width: int = CRITIC_WIDTH) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (N, w, H/2, W/2)
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (N, 2w, H/4, W/4)
+            nn.Conv2d(2 * width, 1, 3, padding=1),  # (N, 1, H/4, W/4)
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class RealismCritic:
+    """A patch critic that learns to tell real images from decoded ones (non-saturating
+    GAN losses), and the decoder's loss for fooling it. Built lazily on the first
+    batch's device, as the objective exists before the training loop picks one."""
+
+    def __init__(self, lr: float = CRITIC_LR) -> None:
+        self.lr = lr
+        self.net: ConvCritic | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def _build(self, channels: int, device: torch.device) -> ConvCritic:
+        if self.net is None:
+            self.net = ConvCritic(channels).to(device)
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.5, 0.999))
+        return self.net
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One critic step on real (N, C, H, W) against decoded ``fake`` (M, C, H, W), both in [0, 1]."""
+        net = self._build(real.shape[1], real.device)
+        assert self.optimizer is not None
+        r, f = net(real), net(fake.detach())
+        loss = F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + F.binary_cross_entropy_with_logits(
+            f, torch.zeros_like(f)
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def fooling_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """Scalar: the decoder's loss, BCE(critic(fake), real) averaged over patches."""
+        net = self._build(fake.shape[1], fake.device)
+        f = net(fake)
+        return F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+
+    def describe(self) -> str:
+        net = f"ConvCritic {CRITIC_WIDTH}-{2 * CRITIC_WIDTH}-1 patch logits"
+        return f"{net}, non-saturating BCE, Adam lr {self.lr}, betas (0.5, 0.999)"
