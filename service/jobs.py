@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -13,13 +14,14 @@ from rq import Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service import metrics
 from service.errors import JobNotCancellable, JobNotFound, QueueFull, QueueUnavailable, redact_paths
 from service.settings import Settings
 from service.store import ModelStore, new_model_id
-from service.tasks import STOP_KEY, train_model
+from service.tasks import HEARTBEAT_KEY, STOP_KEY, train_model
 
 PUBLIC_STATUS = {
     JobStatus.CREATED: "queued",
@@ -107,18 +109,51 @@ def error_of(job: Job, meta: dict[str, Any]) -> str | None:
     return None
 
 
-def describe(conn: Redis, job_id: str) -> dict[str, Any]:
-    """id, status, progress, model_id, error of one job (DESIGN §5)."""
+def lost(conn: Redis, settings: Settings, job: Job) -> bool:
+    """A started job whose process is gone: no heartbeat, and started longer ago than its TTL."""
+    ttl = settings.job_heartbeat_ttl_seconds
+    started = job.started_at
+    if started is None or conn.exists(HEARTBEAT_KEY.format(job_id=job.id)):
+        return False
+    return (datetime.now(UTC) - started.replace(tzinfo=started.tzinfo or UTC)).total_seconds() > ttl
+
+
+def fail_lost(conn: Redis, settings: Settings, job: Job) -> None:
+    """Record a lost job as failed, with the reason, as RQ would had its worker lived to see it."""
+    reason = (
+        f"WorkerLost: no heartbeat for over {settings.job_heartbeat_ttl_seconds:g} s "
+        "(ATNL_JOB_HEARTBEAT_TTL_SECONDS): the worker was killed or lost; no model was written; retry the job"
+    )
+    job.meta["error"] = reason
+    job.save_meta()
+    queue = training_queue(conn, settings)
+    with conn.pipeline() as pipe:
+        StartedJobRegistry(queue=queue).remove_executions(job, pipeline=pipe)
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        FailedJobRegistry(queue=queue).add(job, ttl=settings.failure_ttl_seconds, exc_string=reason, pipeline=pipe)
+        pipe.execute()
+    metrics.JOBS.labels("lost").inc()
+
+
+def describe(conn: Redis, settings: Settings, job_id: str) -> dict[str, Any]:
+    """id, status, progress, model_id, error of one job (DESIGN §5); a lost job is failed here."""
     job = fetch(conn, job_id)
     with redis_errors():
         status = PUBLIC_STATUS.get(job.get_status(), "queued")
+        if status == "started" and lost(conn, settings, job):
+            fail_lost(conn, settings, job)
+            status = "failed"
         meta = job.get_meta()
         if status == "failed" and conn.exists(STOP_KEY.format(job_id=job_id)):
             status = "stopped"  # stopped cooperatively: the task raised TrainingStopped
         model_id = meta.get("model_id")
         if status == "finished" and model_id is None:
             model_id = job.return_value()
-        error = error_of(job, meta) if status == "failed" else None
+        error = (
+            (error_of(job, meta) or "JobFailed: no reason was recorded (its worker was probably killed)")
+            if status == "failed"
+            else None
+        )
     return {"id": job.id, "status": status, "progress": meta.get("progress"), "model_id": model_id, "error": error}
 
 

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     """Directories ``mnist-idx:DIR`` and ``folder:DIR`` data sets of POST /v1/train may be in
     (JSON list, e.g. ``["/data/digits"]``); empty: only the built-in data sets (mnist-5k,
     pose-digits) are open over HTTP. The CLI (``atnl train``) is not limited."""
+    job_heartbeat_ttl_seconds: float = Field(30.0, gt=0)
+    """A running job refreshes its heartbeat key every third of this; a job still "started" whose
+    heartbeat is this old (worker killed, host lost) is reported and recorded as failed on the
+    next look at it (GET /v1/jobs/{id}), so no job hangs "started"."""
     progress_interval_seconds: float = Field(2.0, ge=0)
     """Least time between two job-progress writes; the last step of each epoch is always written."""
     redis_timeout_seconds: float = Field(2.0, gt=0)

@@ -7,10 +7,15 @@ parent never initialises CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
 from service.settings import get_settings
@@ -21,6 +26,39 @@ STOP_KEY = "atnl:stop:{job_id}"
 """Redis key a cancel request sets; the job polls it (backs up RQ's stop-job command)."""
 STOP_POLL_SECONDS = 1.0
 """Least time between two reads of the stop key during training."""
+HEARTBEAT_KEY = "atnl:heartbeat:{job_id}"
+"""Redis key a running job keeps fresh (TTL ATNL_JOB_HEARTBEAT_TTL_SECONDS); gone = the job's process is gone."""
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+class Heartbeat:
+    """A daemon thread that keeps ``HEARTBEAT_KEY`` of one job alive while training runs.
+
+    Redis errors are logged and retried, never raised: an outage must not kill the training."""
+
+    def __init__(self, conn: Redis, job_id: str, ttl_seconds: float) -> None:
+        self.conn, self.key, self.ttl = conn, HEARTBEAT_KEY.format(job_id=job_id), ttl_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.conn.set(self.key, f"{time.time():.3f}", px=max(1, int(self.ttl * 1000)))
+            except REDIS_ERRORS as e:
+                log.warning("heartbeat of %s not written (Redis unreachable: %s); training goes on", self.key, e)
+            if self._stop.wait(self.ttl / 3):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(*REDIS_ERRORS):
+            self.conn.delete(self.key)
 
 
 class WrongModelStore(RuntimeError):
@@ -34,6 +72,15 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False, s
     before training (the model would land where the API never looks).
     Job meta ``progress`` holds epoch, epochs, step, steps, loss and phase, written
     at least once per epoch; ``error`` holds the reason of a failure."""
+    settings = get_settings()
+    job = get_current_job()
+    # Beat before the heavy imports below: importing torch alone can outlast a short TTL.
+    alive = Heartbeat(job.connection, job.id, settings.job_heartbeat_ttl_seconds) if job is not None else contextlib.nullcontext()
+    with alive:
+        return _train_model(config, model_id, activate, store_id)
+
+
+def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id: str | None) -> str:
     from models.pipeline import train_to_checkpoint
     from models.training import TrainConfig
     from service.cuda_memory import limit_cuda_memory
@@ -49,7 +96,10 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False, s
     def publish(progress: dict[str, Any]) -> None:
         if job is not None:
             job.meta["progress"] = progress
-            job.save_meta()
+            try:
+                job.save_meta()
+            except REDIS_ERRORS as e:  # a Redis outage costs a progress update, not the training
+                log.warning("job %s: progress not saved (Redis unreachable: %s)", job.id, e)
 
     def on_progress(p: dict[str, Any]) -> None:
         nonlocal last_write
@@ -65,7 +115,10 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False, s
         now = time.monotonic()
         if job is not None and not stop_requested and now - last_poll >= STOP_POLL_SECONDS:
             last_poll = now
-            stop_requested = bool(job.connection.exists(STOP_KEY.format(job_id=job.id)))
+            try:
+                stop_requested = bool(job.connection.exists(STOP_KEY.format(job_id=job.id)))
+            except REDIS_ERRORS as e:  # cannot read a stop request now; ask again at the next poll
+                log.warning("job %s: stop key not read (Redis unreachable: %s)", job.id, e)
         return stop_requested
 
     try:

@@ -53,9 +53,12 @@ def train(body: TrainRequest, request: Request, conn: RedisDep, settings: Settin
 
 
 @router.get("/jobs/{job_id}", response_model=JobView)
-def get_job(job_id: str, conn: RedisDep) -> JobView:
-    """Status (queued, started, finished, failed, stopped, canceled), progress, result model id, error."""
-    return JobView(**jobs.describe(conn, job_id))
+def get_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobView:
+    """Status (queued, started, finished, failed, stopped, canceled), progress, result model id, error.
+
+    A job "started" whose worker stopped sending heartbeats (ATNL_JOB_HEARTBEAT_TTL_SECONDS) is
+    recorded and shown as failed."""
+    return JobView(**jobs.describe(conn, settings, job_id))
 
 
 @router.delete("/jobs/{job_id}", response_model=CancelResponse, dependencies=[TokenDep])

@@ -101,3 +101,9 @@ def digits(mnist_5k, tiny_checkpoint: Path) -> dict[int, list[np.ndarray]]:
         if len(out[label]) < 5:
             out[label].append(mnist_5k.images[i, 0].numpy())
     return out
+
+
+@pytest.fixture
+def client_factory():
+    """``client_for`` as a fixture, for tests that need the app on their own settings."""
+    return client_for
