@@ -75,7 +75,7 @@ class ATNLObjective(Objective):
     ) -> None:
         super().__init__()
         self.atnl, self.circle, self.label_free = atnl, circle, LabelFreeStyleLoss()
-        self.realism_weight, self.critic = realism_weight, RealismCritic()
+        self.realism_weight, self.critic = realism_weight, RealismCritic(circle.num_labels)
         self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
         self.consistency_weight = consistency_weight
         self.reconstruction_weight, self.label_free_weight = reconstruction_weight, label_free_weight
@@ -97,14 +97,14 @@ class ATNLObjective(Objective):
         con = cyc = real = zero
         parts: dict[str, float] = {}
         if (self.consistency_weight > 0 or self.realism_weight > 0 or self.style_cycle_weight > 0) and model.cfg.ordinal_head:
-            mixed = restyled_latents(z)
+            mixed = restyled_latents(z.detach())  # the decoder alone learns to draw any style in any sector
             images = torch.sigmoid(model.decode_logits(mixed))
             if self.consistency_weight > 0 or self.style_cycle_weight > 0:
                 con, cyc = restyled_consistency(model, mixed, images, y)
             if self.realism_weight > 0:
                 if model.training and torch.is_grad_enabled():
-                    parts["critic"] = self.critic.step(x, images)
-                real = self.critic.fooling_loss(images)
+                    parts["critic"] = self.critic.step(x, y, images, y)
+                real = self.critic.fooling_loss(images, y)
         total = self.reconstruction_weight * rec + self.triplet_weight * tri + self.circle_weight * circ
         total = total + self.style_weight * inv + self.label_free_weight * free + self.consistency_weight * con
         total = total + self.realism_weight * real + self.style_cycle_weight * cyc

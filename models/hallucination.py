@@ -45,6 +45,13 @@ STRATEGY_NOTES = {
 """One line per strategy, for reports."""
 
 
+def default_strategy(model: SemanticAutoencoder) -> str:
+    """The strategy a request that names none gets, and that the benches measure a model with:
+    ``DEFAULT_STRATEGY`` where the model has an order circle (atnl), else ``both``, the
+    slerp/lerp strategy every family can serve (the Euclidean baselines)."""
+    return DEFAULT_STRATEGY if model.cfg.spherical and model.cfg.num_labels >= 2 else "both"
+
+
 @dataclass
 class HallucinatedSample:
     image: torch.Tensor

@@ -18,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from models.augment import jitter
 from models.data import ImageSet
 from models.geometry import interpolate
-from models.hallucination import DEFAULT_STRATEGY, hallucinate
+from models.hallucination import default_strategy, hallucinate
 from models.judge import JudgeCNN, get_judge
 from models.networks import SemanticAutoencoder
 
@@ -164,16 +164,9 @@ def evaluate(
         out[f"path_{method}"] = semantic_path_score(model, judge, x_te, y_te, method, num_pairs, seed=seed)
     primary = out[f"path_{methods[0]}"]
     out.update(sps=primary["sps"], coverage=primary["coverage"], monotonicity=primary["monotonicity"], sps_method=methods[0])
-    strategy = hallucination_strategy(model)
+    strategy = default_strategy(model)
     out["hallucination"] = hallucination_quality(model, judge, data, train_indices, test_indices, strategy, seed=seed)
     return out
-
-
-def hallucination_strategy(model: SemanticAutoencoder) -> str:
-    """The strategy a model's hallucinations are made and measured with: the API's default
-    (``DEFAULT_STRATEGY``) where the model has an order circle (atnl), else ``both``, the
-    slerp/lerp strategy every family can serve (the Euclidean baselines)."""
-    return DEFAULT_STRATEGY if model.cfg.spherical and model.cfg.num_labels >= 2 else "both"
 
 
 def few_shot_indices(data: ImageSet, train_indices: list[int], shots: int, seed: int) -> list[int]:

@@ -80,6 +80,8 @@ class TrainConfig:
     order circle (see networks.ModelConfig.style_angle)."""
     order_temperature: float = 0.25
     """atnl: temperature of the ordinal head's softmax when it places the order angle."""
+    label_every_layer: bool = False
+    """atnl: the sector's one-hot also enters each transposed conv of the decoder (networks.ModelConfig)."""
     sector_decoder: bool = True
     """atnl: the decoder reads the nearest order sector (see networks.snap_order_angle)."""
     ordinal_head: bool = True
@@ -153,6 +155,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         num_labels=data.num_labels if ordered else 0,
         circle_span=cfg.circle_span,
         sector_decoder=cfg.sector_decoder and ordered,
+        label_every_layer=cfg.label_every_layer and cfg.sector_decoder and ordered,
         order_temperature=cfg.order_temperature,
         ordinal_head=cfg.ordinal_head and ordered,
         snap_order_at_eval=cfg.snap_order_at_eval and cfg.ordinal_head and ordered,

@@ -33,7 +33,7 @@ from models.bench.targets import lerp_notes, targets
 from models.data import ImageSet, load_dataset, split_indices
 from models.device import resolve_device
 from models.geometry import interpolate
-from models.hallucination import STRATEGY_NOTES, hallucinate
+from models.hallucination import STRATEGY_NOTES, default_strategy, hallucinate
 from models.judge import get_judge
 from models.metrics import (
     HALLUCINATION_PER_CLASS,
@@ -43,7 +43,6 @@ from models.metrics import (
     batched,
     few_shot_indices,
     hallucination_quality,
-    hallucination_strategy,
     latent_metrics,
     semantic_path_score,
 )
@@ -162,7 +161,7 @@ def run_family(
     methods = ["lerp", "slerp"] if model.cfg.spherical else ["lerp"]
     for method in methods:
         metrics[f"path_{method}"] = semantic_path_score(model, judge, x_te, y_te, method, cfg.pairs, seed=cfg.seed)
-    strategy = hallucination_strategy(model)
+    strategy = default_strategy(model)
     metrics["hallucination"] = hallucination_quality(
         model, judge, data, tr, te, strategy, cfg.shots, cfg.hallucination_per_class, seed=cfg.seed
     )
@@ -242,7 +241,7 @@ def hallucination_panels(
     panels = []
     for family in (f for f in FIGURE_FAMILIES if f in runs):
         model = runs[family].model
-        strategy = hallucination_strategy(model)
+        strategy = default_strategy(model)
         samples = hallucinate(model, x, y, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
         by_label = [[s.image for s in samples if s.label == k] for k in range(data.num_labels)]
         fakes = [torch.stack(images) if images else x[:0] for images in by_label]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
+from models.hallucination import default_strategy
 from service import engine as inference
 from service import imaging, metrics
 from service.deps import EngineDep, SettingsDep
@@ -132,7 +133,9 @@ async def hallucinate(
     labels: Annotated[list[str], Form(description="One label per image, in upload order: JSON array or comma-separated names.")],
     per_class: Annotated[int | None, Form(description="Images to make for every label.")] = None,
     n: Annotated[int | None, Form(description="Images to make in all, split evenly over the labels.")] = None,
-    strategy: Annotated[str | None, Form(description="both (default), same, ordinal, restyle or mixed.")] = None,
+    strategy: Annotated[
+        str | None, Form(description="restyle (default for atnl models; both for the baselines), same, ordinal, both or mixed.")
+    ] = None,
     seed: Annotated[int | None, Form(ge=0, le=SEED_MAX, description="Same seed and inputs, same outputs (default 0).")] = None,
     format: Annotated[str | None, Form(description="json (default) or zip.")] = None,
     preprocess: Preprocess = None,
@@ -140,11 +143,12 @@ async def hallucinate(
     """A few labelled images -> new labelled images made by semantic interpolation."""
     per_class = option(request, "per_class", per_class, int, None)
     n = option(request, "n", n, int, None)
-    strategy = choice("strategy", option(request, "strategy", strategy, str, "both"), inference.HALLUCINATION_STRATEGIES)
+    strategy = option(request, "strategy", strategy, str, None)
     seed = bounded("seed", option(request, "seed", seed, int, 0), 0, SEED_MAX)
     fmt = choice("format", option(request, "format", format, str, "json"), ("json", "zip"))
     mode = choice("preprocess", option(request, "preprocess", preprocess, str, "mnist"), PREPROCESS)
     lm = engine.current  # once: labels are checked against, and images encoded by, this model
+    strategy = choice("strategy", strategy or default_strategy(lm.model), inference.HALLUCINATION_STRATEGIES)
     if per_class is None and n is None:
         raise InvalidInput("give per_class or n", field="per_class")
     if per_class is not None and n is not None:

@@ -15,13 +15,12 @@ import pytest
 import torch
 
 from models.data import ImageSet
-from models.hallucination import DEFAULT_STRATEGY
+from models.hallucination import DEFAULT_STRATEGY, default_strategy
 from models.judge import JudgeCNN, get_judge
 from models.metrics import (
     SPS_MIN_GAP,
     frechet_distance,
     hallucination_quality,
-    hallucination_strategy,
     latent_accuracy,
     path_passes,
     reconstruction_error,
@@ -163,7 +162,7 @@ def test_hallucination_quality_of_a_tiny_model(
         model = make_model(num_labels=10, ordinal_head=True, sector_decoder=True, style_angle=0.6)
     else:
         model = make_model(spherical=False)
-    strategy = hallucination_strategy(model)
+    strategy = default_strategy(model)
     assert strategy == (DEFAULT_STRATEGY if ordered else "both")
     q = hallucination_quality(model, judge, data, train_idx, test_idx, strategy, shots=3, per_class=6, seed=1)
     assert (q["strategy"], q["shots"], q["per_class"]) == (strategy, 3, 6)
