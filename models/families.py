@@ -71,7 +71,6 @@ class ATNLObjective(Objective):
         label_free_weight: float = 0.0,
         triplet_on_order: bool = False,
         realism_weight: float = 0.0,
-        style_cycle_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.atnl, self.circle, self.label_free = atnl, circle, LabelFreeStyleLoss()
@@ -79,7 +78,7 @@ class ATNLObjective(Objective):
         self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
         self.consistency_weight = consistency_weight
         self.reconstruction_weight, self.label_free_weight = reconstruction_weight, label_free_weight
-        self.triplet_on_order, self.style_cycle_weight = triplet_on_order, style_cycle_weight
+        self.triplet_on_order = triplet_on_order
 
     def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         logits = None
@@ -94,22 +93,22 @@ class ATNLObjective(Objective):
         circ = self.circle(z, y, logits) if self.circle_weight > 0 else zero
         inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else zero
         free = self.label_free(z[:, 2:], y) if self.label_free_weight > 0 else zero
-        con = cyc = real = zero
+        con = real = zero
         parts: dict[str, float] = {}
-        if (self.consistency_weight > 0 or self.realism_weight > 0 or self.style_cycle_weight > 0) and model.cfg.ordinal_head:
+        if (self.consistency_weight > 0 or self.realism_weight > 0) and model.cfg.ordinal_head:
             mixed = restyled_latents(z.detach())  # the decoder alone learns to draw any style in any sector
             images = torch.sigmoid(model.decode_logits(mixed))
-            if self.consistency_weight > 0 or self.style_cycle_weight > 0:
-                con, cyc = restyled_consistency(model, mixed, images, y)
+            if self.consistency_weight > 0:
+                con = restyled_label_consistency(model, images, y)
             if self.realism_weight > 0:
                 if model.training and torch.is_grad_enabled():
                     parts["critic"] = self.critic.step(x, y, images, y)
                 real = self.critic.fooling_loss(images, y)
         total = self.reconstruction_weight * rec + self.triplet_weight * tri + self.circle_weight * circ
         total = total + self.style_weight * inv + self.label_free_weight * free + self.consistency_weight * con
-        total = total + self.realism_weight * real + self.style_cycle_weight * cyc
+        total = total + self.realism_weight * real
         parts.update(rec=rec.item(), atnl=tri.item(), circle=circ.item(), style_class=inv.item(), realism=real.item())
-        return total, {**parts, "label_free": free.item(), "consistency": con.item(), "style_cycle": cyc.item()}
+        return total, {**parts, "label_free": free.item(), "consistency": con.item()}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -117,10 +116,8 @@ class ATNLObjective(Objective):
             " + circle_weight * circle(z, y) + style_weight * style_class_share(z[:, 2:], y)"
             " + label_free_weight * label_free_style(z[:, 2:], y)"
             " + consistency_weight * CE(head(D(order of z, style of a shuffled z)), y)"
-            " + realism_weight * BCE(critic(D(order of z, style of a shuffled z)), real)"
-            " + style_cycle_weight * (1 - cos(style of E(D(order of z, style s of a shuffled z)), s))",
+            " + realism_weight * BCE(critic(D(order of z, style of a shuffled z) | y), real)",
             "realism_weight": self.realism_weight,
-            "style_cycle_weight": self.style_cycle_weight,
             "critic": self.critic.describe(),
             "reconstruction_weight": self.reconstruction_weight,
             "triplet_weight": self.triplet_weight,
@@ -190,27 +187,19 @@ def restyled_latents(z: torch.Tensor) -> torch.Tensor:
     return normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # already unit with a fixed lean
 
 
-def restyled_consistency(
-    model: SemanticAutoencoder, mixed: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(label, style) consistency of ``images`` (B, C, H, W), decoded from ``restyled_latents``
-    ``mixed`` (B, d) whose order parts have ``labels`` (B,), read by the frozen encoder:
-    the cross-entropy of its order head against the labels, and 1 - the cosine between
-    the style it reads and the style the images were decoded from.
+def restyled_label_consistency(model: SemanticAutoencoder, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the encoder's order head on ``images`` (B, C, H, W), decoded from
+    ``restyled_latents``, against the labels (B,) of the order parts they were decoded from.
 
     Reconstruction only ever pairs a sector with the style of an image of that label; a
     path's middle pairs sector k with styles of other labels, and the decoder then drew
-    some 4s with a 9's closed top (judged 9 for one seed in nine). The label term makes
-    such a decode read as its sector's label, the style term makes it keep the donor's
-    style in a form the encoder finds again (so a style means the same for every label,
-    instead of a smudge). The encoder is a frozen critic here (its weights are detached,
-    so it cannot learn to read decoded images): the decoder learns from both terms, and
-    the encoder only through the latents it made."""
+    some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
+    critic here (its weights are detached, so it cannot learn to read decoded images).
+    Returns a scalar."""
     k = model.cfg.num_labels
     frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
-    h = torch.func.functional_call(model.encoder, frozen, (images,))  # (B, K + d - 2)
-    style = F.cosine_similarity(h[:, k:], mixed[:, 2:], dim=1)  # (B,)
-    return F.cross_entropy(h[:, :k], labels), 1 - style.mean()
+    logits = torch.func.functional_call(model.encoder, frozen, (images,))[:, :k]
+    return F.cross_entropy(logits, labels)
 
 
 def style_class_share(style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

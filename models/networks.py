@@ -49,10 +49,6 @@ class ModelConfig:
     """Ordinal head, out of training: ψ = the most likely sector's centre. The soft ψ of
     an image torn between two far labels lies in a third label's sector, where a probe
     (and the decoder) misread it; training keeps the soft ψ for its gradients."""
-    label_every_layer: bool = False
-    """Sector decoder: the sector's one-hot also enters each transposed conv as K constant
-    channels, not only the first linear layer, so drawing label k in any style is not left
-    to what survives two layers of mixing with the style."""
     style_angle: float = 0.0
     """Ordinal head: radians every latent leans off the order circle, fixed (the style
     axes give only a direction); 0: free, set by the style outputs' norm. Fixed, every
@@ -89,38 +85,25 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(N, d) latent -> (N, C, H, W) logits (apply sigmoid for images in [0, 1]).
-
-    With sector decoding the input is (N, d + K): the latent, then the sector's one-hot."""
+    """(N, d) latent -> (N, C, H, W) logits (apply sigmoid for images in [0, 1])."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         w, s = cfg.width, cfg.image_size // 4
-        extra = cfg.num_labels if sector_decoding(cfg) else 0  # one-hot of the order sector
-        self.labels = extra if cfg.label_every_layer else 0  # K channels into each transposed conv
+        extra = cfg.num_labels if sector_decoding(cfg) else 0  # soft one-hot of the order sector
         self.net = nn.Sequential(
             nn.Linear(cfg.latent_dim + extra, cfg.hidden),
             nn.ReLU(),
             nn.Linear(cfg.hidden, 2 * w * s * s),
             nn.ReLU(),
             nn.Unflatten(1, (2 * w, s, s)),
-            nn.ConvTranspose2d(2 * w + self.labels, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
             nn.ReLU(),
-            nn.ConvTranspose2d(w + self.labels, cfg.channels, 4, stride=2, padding=1),  # (N, C, H, W)
+            nn.ConvTranspose2d(w, cfg.channels, 4, stride=2, padding=1),  # (N, C, H, W)
         )
 
-    def _with_labels(self, h: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        if not self.labels:
-            return h
-        return torch.cat([h, onehot[:, :, None, None].expand(-1, -1, *h.shape[2:])], dim=1)  # (N, c + K, h, w)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.labels:
-            return self.net(z)
-        onehot = z[:, z.shape[1] - self.labels :]  # (N, K)
-        h = self.net[:5](z)  # (N, 2w, H/4, W/4)
-        h = self.net[6](self.net[5](self._with_labels(h, onehot)))  # (N, w, H/2, W/2)
-        return self.net[7](self._with_labels(h, onehot))
+        return self.net(z)
 
 
 class SemanticAutoencoder(nn.Module):

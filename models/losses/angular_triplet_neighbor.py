@@ -68,8 +68,8 @@ class AngularTripletNeighborLoss(nn.Module):
 
         b = z.shape[0]
         eye = torch.eye(b, dtype=torch.bool, device=z.device)
-        distinct = ~eye[:, :, None] & ~eye[:, None, :] & ~eye[None, :, :]
-        valid = distinct & (gap > 0)
+        # gap > 0 already rules out n = a (s(a, a) = 0 <= s(a, p)) and n = p (gap 0): only p = a is left.
+        valid = (gap > 0) & ~eye[:, :, None]
         if self.max_positive_gap is not None:
             valid &= (s <= self.max_positive_gap)[:, :, None]
         if self.mining == "semihard":

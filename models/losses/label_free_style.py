@@ -61,8 +61,23 @@ class LabelFreeStyleLoss(nn.Module):
             raise ValueError(f"expected style (B, S>=2) and labels (B,), got {tuple(style.shape)} and {tuple(labels.shape)}")
         directions = normalize(style)
         prior = normalize(torch.randn(self.prior_samples, style.shape[1], device=style.device, dtype=style.dtype))
-        terms = [mmd2(directions[labels == k], prior) for k in labels.unique() if int((labels == k).sum()) >= 2]
-        return torch.stack(terms).mean() if terms else style.sum() * 0.0
+        # Every label's MMD² at once: the three kernel matrices are computed once for the batch.
+        same = (labels[:, None] == labels[None, :]).to(style.dtype)  # (B, B)
+        count = same.sum(1)  # (B,) items of each item's label
+        keep = count >= 2
+        if not keep.any():
+            return style.sum() * 0.0
+        kss = _imq(directions, directions) * same  # (B, B), pairs within a label
+        within = (kss.sum(1) - kss.diagonal()) / (count * (count - 1)).clamp_min(1)  # (B,) item's share of its label's mean
+        cross = _imq(directions, prior).mean(1)  # (B,)
+        kpp = _imq(prior, prior)
+        m = self.prior_samples
+        prior_term = (kpp.sum() - kpp.diagonal().sum()) / (m * (m - 1))
+        # Per item i of label k: within_i sums to label k's mean kernel over its pairs when summed over
+        # the label's items; cross_i / n_k sums to its mean kernel against the prior.
+        per_label = (within - 2 * cross / count) * keep  # (B,)
+        labels_kept = torch.unique(labels[keep])
+        return per_label.sum() / len(labels_kept) + prior_term
 
     def describe(self) -> dict[str, object]:
         return {
