@@ -208,7 +208,9 @@ def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, t
     other, never as a blend (a 6-7 blend reads as a 2; a soft staircase scored
     lower than this hard one). The one-hot gives the decoder the label as K
     inputs: two of d coordinates were too weak a signal, and the decoder read
-    the digit from the style axes instead. Radius and style axes pass through."""
+    the digit from the style axes instead. With a fixed lean (``style_angle``)
+    the plane and the style direction are put back at that lean (a slerp's
+    middle leans less than its ends); otherwise both pass through."""
     centres = sector_centres(cfg.num_labels, cfg.circle_span, z.device).to(z.dtype)  # (K,)
     psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
     k = (psi[:, None] - centres[None, :]).abs().argmin(1)  # (N,)
