@@ -40,9 +40,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     """``cosine``: the rate falls to 0 over the run along a half cosine, step by step; ``constant``."""
     latent_dim: int = 32
-    """Latent size d."""
+    """Latent size d (every family; for atnl, 2 order axes and d - 2 style axes)."""
     margin: float = 0.1
-    """ATNL angular margin m per unit of label gap, radians."""
+    """ATNL angular margin m per unit of label gap, radians (adjacent sectors are 0.28 rad apart)."""
     margin_schedule: str = "gap"
     """``gap``: margin grows with the label gap; ``constant``."""
     triplet_weight: float = 5.0
@@ -50,14 +50,13 @@ class TrainConfig:
     circle_weight: float = 3.0
     """λ_c, weight of the ordinal circle term (0 turns it off)."""
     style_weight: float = 0.0
-    """λ_s, weight of the style-invariance term (label share of the style axes' variance)."""
+    """λ_s, weight of the style-invariance term (label share of the style axes' variance). Off:
+    it reached label-free style by collapsing it (docs/EXPERIMENTS.md); ``label_free_weight`` does it."""
     consistency_weight: float = 3.0
     """atnl with the ordinal head: λ_k, weight of the restyled label consistency term
-    (see families.restyled_label_consistency). 0.3 makes paths hold across seeds (mnist-5k
-    seed 2: SPS 0.782 -> 0.986) but blurs the decoder, and few-shot hallucination lost 2-5
-    points (README); 1.0 dropped pose-digits' SPS to 0.656. Off by default."""
+    (see families.restyled_label_consistency): what keeps paths readable between labels."""
     reconstruction_weight: float = 30.0
-    """atnl: weight of the per-pixel mean BCE reconstruction term."""
+    """atnl: weight of the per-pixel mean BCE reconstruction term (small beside terms of order 1)."""
     label_free_weight: float = 10.0
     """atnl: weight of the label-free style term (losses.label_free_style)."""
     triplet_on_order: bool = True
