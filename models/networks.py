@@ -49,6 +49,9 @@ class ModelConfig:
     """Ordinal head, out of training: ψ = the most likely sector's centre. The soft ψ of
     an image torn between two far labels lies in a third label's sector, where a probe
     (and the decoder) misread it; training keeps the soft ψ for its gradients."""
+    unit_style_input: bool = False
+    """Sector decoder: read the order plane at unit radius and the style direction at unit
+    norm, whatever the lean, so the lean (``style_angle``) shapes only the public latent."""
     style_angle: float = 0.0
     """Ordinal head: radians every latent leans off the order circle, fixed (the style
     axes give only a direction); 0: free, set by the style outputs' norm. Fixed, every
@@ -215,7 +218,9 @@ def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, t
     psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
     k = (psi[:, None] - centres[None, :]).abs().argmin(1)  # (N,)
     rho, style = z[:, :2].norm(dim=1), z[:, 2:]
-    if cfg.style_angle > 0:  # back onto the training lean: a slerp's middle leans less than its ends
+    if cfg.unit_style_input:
+        rho, style = torch.ones_like(rho), normalize(style)
+    elif cfg.style_angle > 0:  # back onto the training lean: a slerp's middle leans less than its ends
         lean = torch.tensor(cfg.style_angle, dtype=z.dtype)
         rho, style = torch.cos(lean).expand_as(rho), normalize(style) * torch.sin(lean)
     plane = torch.stack([rho * torch.cos(centres[k]), rho * torch.sin(centres[k])], 1)  # (N, 2)

@@ -71,6 +71,8 @@ class TrainConfig:
     """Radians of great circle the label sectors cover together (< π)."""
     style_radius: float = 0.6
     """Radians a latent may lean off the order circle to carry style."""
+    unit_style_input: bool = False
+    """atnl: the decoder reads the style direction at unit norm (networks.ModelConfig.unit_style_input)."""
     fixed_style_angle: bool = True
     """atnl with the ordinal head: every latent leans exactly ``style_radius`` off the
     order circle (see networks.ModelConfig.style_angle)."""
@@ -149,6 +151,7 @@ def model_config_for(cfg: TrainConfig, data: ImageSet) -> ModelConfig:
         num_labels=data.num_labels if ordered else 0,
         circle_span=cfg.circle_span,
         sector_decoder=cfg.sector_decoder and ordered,
+        unit_style_input=cfg.unit_style_input and cfg.sector_decoder and ordered,
         order_temperature=cfg.order_temperature,
         ordinal_head=cfg.ordinal_head and ordered,
         snap_order_at_eval=cfg.snap_order_at_eval and cfg.ordinal_head and ordered,

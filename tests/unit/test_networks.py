@@ -73,3 +73,18 @@ def test_encode_rejects_images_of_the_wrong_shape(shape: tuple[int, ...]) -> Non
 def test_decode_rejects_latents_of_the_wrong_size() -> None:
     with pytest.raises(ValueError, match=r"expected latents of shape \(N, 6\)"):
         ordinal().decode(torch.zeros(2, 5))
+
+
+def test_unit_style_input_decodes_the_same_whatever_the_lean() -> None:
+    from dataclasses import replace
+
+    base = ModelConfig(latent_dim=8, num_labels=10, sector_decoder=True, ordinal_head=True, unit_style_input=True)
+    torch.manual_seed(0)
+    model = SemanticAutoencoder(replace(base, style_angle=0.45)).eval()
+    plane, style = torch.tensor([[1.0, 0.2]]), torch.randn(1, 6)
+    leaning = [torch.cat([math.cos(r) * plane / plane.norm(), math.sin(r) * style / style.norm()], 1) for r in (0.2, 0.45, 0.9)]
+    images = [model.decode(z) for z in leaning]
+    torch.testing.assert_close(images[0], images[1])
+    torch.testing.assert_close(images[2], images[1])
+    other = torch.cat([math.cos(0.45) * plane / plane.norm(), -math.sin(0.45) * style / style.norm()], 1)
+    assert not torch.allclose(model.decode(other), images[1])  # the style direction still matters
