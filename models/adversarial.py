@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.critic import CRITIC_WIDTH, ConvCritic
+from models.critic import CRITIC_WIDTH, ConvCritic, adversary_steps
 from models.families import Objective, reconstruction_loss
 from models.networks import SemanticAutoencoder
 
@@ -40,11 +40,6 @@ ACAI_LAMBDA = 0.5
 """λ: weight of the autoencoder's ‖C(x̂_α)‖² term (paper value)."""
 ACAI_GAMMA = 0.2
 """γ: blend of data and reconstruction in the critic's regulariser (paper value)."""
-
-
-def _adversary_steps(model: SemanticAutoencoder) -> bool:
-    """Only a training forward with gradients steps the adversary (not eval or no_grad)."""
-    return model.training and torch.is_grad_enabled()
 
 
 class AdversarialAutoencoderObjective(Objective):
@@ -71,7 +66,7 @@ class AdversarialAutoencoderObjective(Objective):
         rec = reconstruction_loss(model.decode_logits(z), x)
         disc = self._build(z.shape[1], z.device)
         parts: dict[str, float] = {"rec": rec.item()}
-        if _adversary_steps(model):
+        if adversary_steps(model):
             assert self.optimizer is not None
             prior = torch.randn_like(z)
             real, fake = disc(prior), disc(z.detach())  # (B, 1) logits each
@@ -124,7 +119,7 @@ class ACAIObjective(Objective):
             return net(images).mean(dim=(1, 2, 3))
 
         parts: dict[str, float] = {"rec": rec.item()}
-        if _adversary_steps(model):
+        if adversary_steps(model):
             assert self.optimizer is not None
             blend = self.gamma * x + (1 - self.gamma) * torch.sigmoid(logits.detach())
             c_loss = (critic(mixed.detach()) - alpha[:, 0]).pow(2).mean() + critic(blend).pow(2).mean()

@@ -11,10 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.networks import SemanticAutoencoder
+
 CRITIC_WIDTH = 32
 """Channels of a critic's first conv layer (the encoder's width)."""
 CRITIC_LR = 1e-3
 """Adam learning rate of a critic (the autoencoder's default)."""
+
+
+def adversary_steps(model: SemanticAutoencoder) -> bool:
+    """Only a training forward with gradients steps a critic or discriminator (not eval or no_grad)."""
+    return model.training and torch.is_grad_enabled()
 
 
 class ConvCritic(nn.Module):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.critic import RealismCritic
+from models.critic import RealismCritic, adversary_steps
 from models.geometry import normalize
 from models.losses import AngularTripletNeighborLoss, LabelFreeStyleLoss, OrdinalCircleLoss
 from models.networks import SemanticAutoencoder
@@ -101,7 +101,7 @@ class ATNLObjective(Objective):
             if self.consistency_weight > 0:
                 con = restyled_label_consistency(model, images, y)
             if self.realism_weight > 0:
-                if model.training and torch.is_grad_enabled():
+                if adversary_steps(model):
                     parts["critic"] = self.critic.step(x, y, images, y)
                 real = self.critic.fooling_loss(images, y)
         total = self.reconstruction_weight * rec + self.triplet_weight * tri + self.circle_weight * circ
@@ -180,9 +180,9 @@ def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float)
 
 
 def restyled_latents(z: torch.Tensor) -> torch.Tensor:
-    """(B, d) unit latents: each of ``z``'s (B, d, unit, ordinal-head model) order part (axes 0, 1)
-    with the style of another item of the batch (a random shuffle), as a path's middle and a
-    restyled hallucination pair them."""
+    """(B, d) unit latents: the order part (axes 0, 1) of each of ``z``'s (B, d) unit latents of an
+    ordinal-head model, with the style of another item of the batch (a random shuffle), as a
+    path's middle and a restyled hallucination pair them."""
     shuffled = torch.randperm(len(z), device=z.device)
     return normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # already unit with a fixed lean
 

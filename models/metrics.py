@@ -153,7 +153,7 @@ def evaluate(
     """All DESIGN §6 metrics of one model on the test split.
 
     SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way);
-    ``hallucination`` is ``hallucination_quality`` with the model's ``hallucination_strategy``."""
+    ``hallucination`` is ``hallucination_quality`` with the model's ``default_strategy``."""
     model = model.cpu().eval()
     out: dict[str, Any] = latent_metrics(model, data, train_indices, test_indices)
     judge, judge_acc = get_judge(data, train_indices, test_indices, seed=seed)
