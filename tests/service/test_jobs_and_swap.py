@@ -9,8 +9,8 @@ import shutil
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from svc_helpers import client_for
-from svc_images import png_of
+from tests.service.helpers import client_for
+from tests.service.images import png_of
 
 from service.settings import get_settings
 from service.store import ModelStore

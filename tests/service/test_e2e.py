@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from svc_helpers import free_port
-from svc_images import photo_jpeg_of, png_of
+from tests.service.helpers import free_port
+from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

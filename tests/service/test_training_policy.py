@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from httpx import ASGITransport, AsyncClient
-from svc_helpers import assert_problem, client_for
+from tests.service.helpers import assert_problem, client_for
 
 from service.main import create_app
 

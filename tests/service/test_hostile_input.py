@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from httpx import ASGITransport, AsyncClient
-from svc_helpers import PROBLEM, assert_problem, client_for
-from svc_images import big_digit_png, mpo_of, noisy_png_of, png_declaring, png_of
+from tests.service.helpers import PROBLEM, assert_problem, client_for
+from tests.service.images import big_digit_png, mpo_of, noisy_png_of, png_declaring, png_of
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

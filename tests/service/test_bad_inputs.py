@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydantic import SecretStr
-from svc_helpers import client_for
-from svc_images import png_of
+from tests.service.helpers import client_for
+from tests.service.images import png_of
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
@@ -145,7 +145,7 @@ async def test_token_guards_train_activate_and_delete_only(settings, digits, red
 
 
 async def test_redis_down_training_503_inference_works(settings, digits, redis_conn) -> None:
-    from svc_helpers import free_port
+    from tests.service.helpers import free_port
 
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "redis_timeout_seconds": 0.5})
     async for client in client_for(down):

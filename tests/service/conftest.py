@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from httpx import AsyncClient
 from redis import Redis
-from svc_helpers import client_for, free_port
+from tests.service.helpers import client_for, free_port
 
 from service.settings import Settings
 

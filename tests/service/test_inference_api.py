@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from svc_images import photo_jpeg_of, png_of
+from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +30,7 @@ async def test_health_ready_and_model_list(client) -> None:
 
 
 async def test_readyz_is_503_without_a_model(settings, tmp_path) -> None:
-    from svc_helpers import client_for
+    from tests.service.helpers import client_for
 
     empty = settings.model_copy(update={"model_store": tmp_path / "empty"})
     async for client in client_for(empty):

@@ -1,5 +1,5 @@
-"""Helpers the service tests import by name (conftest modules share one name
-across test folders, so they are no place for importable helpers)."""
+"""Helpers the service tests import (``tests.service.helpers``): conftest modules are
+no place for importable helpers."""
 
 from __future__ import annotations
 
