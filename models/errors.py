@@ -1,0 +1,13 @@
+"""The one error type ``models`` raises for input a caller can fix.
+
+``InputError`` subclasses ``ValueError`` so plain Python callers keep working; the
+service maps it to a 422 problem+json in one place (``service/errors.py``).
+Programming errors (wrong tensor plumbing inside the package) stay ordinary
+exceptions and surface as 500s.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A caller's input the models cannot take: bad shape, unknown option, out-of-range value."""
