@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,plots]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,13 +28,13 @@ test: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check models service tests
-	$(BIN)/ruff format --check models service tests
-	$(BIN)/mypy models service
+	$(BIN)/ruff check models service benchmarks tests
+	$(BIN)/ruff format --check models service benchmarks tests
+	$(BIN)/mypy models service benchmarks
 
 format: setup
-	$(BIN)/ruff format models service tests
-	$(BIN)/ruff check --fix models service tests
+	$(BIN)/ruff format models service benchmarks tests
+	$(BIN)/ruff check --fix models service benchmarks tests
 
 bench: setup
 	$(BIN)/atnl bench quality --out reports/

@@ -17,6 +17,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
+from rq.job import Job
 
 from service.settings import get_settings
 from service.store import ModelStore
@@ -80,6 +81,60 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False, s
         return _train_model(config, model_id, activate, store_id)
 
 
+class JobChannel:
+    """What a training job says to and hears from Redis: progress (rate-limited), the stop key
+    (polled), its error and its result. Redis outages cost an update, never the training."""
+
+    def __init__(self, job: Job | None, progress_interval: float) -> None:
+        self.job, self.interval = job, progress_interval
+        self.last_write = self.last_poll = 0.0
+        self.stop_requested = False
+
+    @property
+    def name(self) -> str:
+        return self.job.id if self.job is not None else "-"
+
+    def publish(self, progress: dict[str, Any]) -> None:
+        if self.job is not None:
+            self.job.meta["progress"] = progress
+            try:
+                self.job.save_meta()
+            except REDIS_ERRORS as e:
+                log.warning("job %s: progress not saved (Redis unreachable: %s)", self.job.id, e)
+
+    def on_progress(self, p: dict[str, Any]) -> None:
+        """``train``'s progress callback: written at each epoch's end and at most every ``interval`` s."""
+        now = time.monotonic()
+        if p["step"] == p["steps"] or now - self.last_write >= self.interval:
+            self.last_write = now
+            counts = {k: p[k] for k in ("epoch", "epochs", "step", "steps")}
+            self.publish({"phase": "training", **counts, "loss": float(p["loss"])})
+            if p["step"] == p["steps"]:
+                log.info("job %s: epoch %d/%d loss %.4f", self.name, p["epoch"], p["epochs"], p["loss"])
+
+    def should_stop(self) -> bool:
+        """``train``'s stop check: reads the stop key at most every STOP_POLL_SECONDS."""
+        now = time.monotonic()
+        if self.job is not None and not self.stop_requested and now - self.last_poll >= STOP_POLL_SECONDS:
+            self.last_poll = now
+            try:
+                self.stop_requested = bool(self.job.connection.exists(STOP_KEY.format(job_id=self.job.id)))
+            except REDIS_ERRORS as e:  # cannot read a stop request now; ask again at the next poll
+                log.warning("job %s: stop key not read (Redis unreachable: %s)", self.job.id, e)
+        return self.stop_requested
+
+    def failed(self, e: BaseException) -> None:
+        if self.job is not None:
+            self.job.meta["error"] = f"{type(e).__name__}: {e}"
+            self.job.save_meta()
+
+    def finished(self, model_id: str) -> None:
+        if self.job is not None:
+            self.job.meta["progress"] = {**self.job.meta.get("progress", {}), "phase": "done"}
+            self.job.meta["model_id"] = model_id
+            self.job.save_meta()
+
+
 def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id: str | None) -> str:
     from models.pipeline import train_to_checkpoint
     from models.training import TrainConfig
@@ -87,40 +142,8 @@ def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id
 
     settings = get_settings()
     store = ModelStore(settings.model_store).ensure()
-    job = get_current_job()
+    channel = JobChannel(get_current_job(), settings.progress_interval_seconds)
     config = {"device": settings.device, **config}
-    last_write = 0.0
-    last_poll = 0.0
-    stop_requested = False
-
-    def publish(progress: dict[str, Any]) -> None:
-        if job is not None:
-            job.meta["progress"] = progress
-            try:
-                job.save_meta()
-            except REDIS_ERRORS as e:  # a Redis outage costs a progress update, not the training
-                log.warning("job %s: progress not saved (Redis unreachable: %s)", job.id, e)
-
-    def on_progress(p: dict[str, Any]) -> None:
-        nonlocal last_write
-        now = time.monotonic()
-        if p["step"] == p["steps"] or now - last_write >= settings.progress_interval_seconds:
-            last_write = now
-            publish({"phase": "training", **{k: p[k] for k in ("epoch", "epochs", "step", "steps")}, "loss": float(p["loss"])})
-            if p["step"] == p["steps"]:
-                log.info("job %s: epoch %d/%d loss %.4f", job.id if job else "-", p["epoch"], p["epochs"], p["loss"])
-
-    def should_stop() -> bool:
-        nonlocal last_poll, stop_requested
-        now = time.monotonic()
-        if job is not None and not stop_requested and now - last_poll >= STOP_POLL_SECONDS:
-            last_poll = now
-            try:
-                stop_requested = bool(job.connection.exists(STOP_KEY.format(job_id=job.id)))
-            except REDIS_ERRORS as e:  # cannot read a stop request now; ask again at the next poll
-                log.warning("job %s: stop key not read (Redis unreachable: %s)", job.id, e)
-        return stop_requested
-
     try:
         if store_id is not None and store.store_id() != store_id:
             raise WrongModelStore(
@@ -130,18 +153,13 @@ def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id
         if str(config.get("device")) != "cpu":
             limit_cuda_memory(settings.cuda_memory_fraction)
         cfg = TrainConfig.from_dict(config)
-        publish({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "step": 0, "steps": 0, "loss": None})
-        path = train_to_checkpoint(cfg, store.path(model_id), on_progress=on_progress, should_stop=should_stop)
+        channel.publish({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "step": 0, "steps": 0, "loss": None})
+        path = train_to_checkpoint(cfg, store.path(model_id), on_progress=channel.on_progress, should_stop=channel.should_stop)
     except Exception as e:
-        if job is not None:
-            job.meta["error"] = f"{type(e).__name__}: {e}"
-            job.save_meta()
+        channel.failed(e)
         raise
     if activate:
         store.set_active(model_id)
-    if job is not None:
-        job.meta["progress"] = {**job.meta.get("progress", {}), "phase": "done"}
-        job.meta["model_id"] = model_id
-        job.save_meta()
-    log.info("job %s: wrote %s", job.id if job else "-", path)
+    channel.finished(model_id)
+    log.info("job %s: wrote %s", channel.name, path)
     return model_id

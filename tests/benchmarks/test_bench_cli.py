@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from models.hallucination import DEFAULT_STRATEGY
-from service.cli import app
+from service.cli.app import app
 
 
 @pytest.mark.parametrize("bench", ["quality", "fewshot"])

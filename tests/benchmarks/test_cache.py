@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.bench.cache import ResultCache, cached_train
+from benchmarks.cache import ResultCache, cached_train
 from models.data import ImageSet
 from models.training import TrainConfig
 

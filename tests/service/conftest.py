@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from httpx import AsyncClient
 from redis import Redis
-from tests.service.helpers import client_for, free_port
 
 from service.settings import Settings
+from tests.service.helpers import client_for, free_port
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydantic import SecretStr
+
 from tests.service.helpers import client_for
 from tests.service.images import png_of
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from models.checkpoint import load_checkpoint, read_meta
 from models.data import ImageSet
-from service.cli import app
+from service.cli.app import app
 
 runner = CliRunner()
 

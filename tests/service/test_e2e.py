@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
 from tests.service.helpers import free_port
 from tests.service.images import photo_jpeg_of, png_of
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from httpx import ASGITransport, AsyncClient
+
 from tests.service.helpers import PROBLEM, assert_problem, client_for
 from tests.service.images import big_digit_png, mpo_of, noisy_png_of, png_declaring, png_of
 

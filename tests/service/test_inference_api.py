@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
+
 from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.anyio

@@ -9,11 +9,11 @@ import shutil
 import pytest
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from tests.service.helpers import client_for
-from tests.service.images import png_of
 
 from service.settings import get_settings
 from service.store import ModelStore
+from tests.service.helpers import client_for
+from tests.service.images import png_of
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 from httpx import ASGITransport, AsyncClient
-from tests.service.helpers import assert_problem, client_for
 
 from service.main import create_app
+from tests.service.helpers import assert_problem, client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -1,19 +1,22 @@
 """``atnl bench``: the DESIGN §6 benchmarks, each writing Markdown + JSON + PNG to --out.
 
-- ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (models.bench.quality);
-- ``fewshot``: few-shot classification with hallucination (models.bench.fewshot);
-- ``service``: load test of the REST API (registered here by its own module).
+- ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (benchmarks.quality);
+- ``fewshot``: few-shot classification with hallucination (benchmarks.fewshot);
+- ``service``: load test of the REST API against the in-process ceiling (benchmarks.service).
 """
 
 from __future__ import annotations
 
 import shlex
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, TaskID
+
+from service.cli.console import console, progress_bar
 
 bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks of DESIGN §6; reports go to --out.")
 
@@ -46,7 +49,6 @@ class StageBars:
 
 def run_with_bars(name: str, run: Callable[..., dict[str, Any]], cfg: Any, out: Path, command: str) -> None:
     """Run one benchmark under rich progress bars and say where its report went."""
-    from service.cli import console, progress_bar
 
     with progress_bar() as bar:
         result = run(cfg, out, command, StageBars(bar))
@@ -65,7 +67,7 @@ def run_bench(name: str, config_cls: Any, run: Callable[..., dict[str, Any]], ou
 def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
                 seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
     """Paper Table 1 and Figures 5-6 for ae, vae, aae, acai, vae-tl and atnl on mnist-5k and pose-digits."""
-    from models.bench.quality import QualityConfig, run_quality
+    from benchmarks.quality import QualityConfig, run_quality
 
     run_bench("quality", QualityConfig, run_quality, out, quick, device, seed, threads)
 
@@ -74,11 +76,29 @@ def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
 def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
                 seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
     """Paper Table 2: pixel KNN and a small CNN on k real digits a label, with and without hallucination."""
-    from models.bench.fewshot import FewShotConfig, run_fewshot
+    from benchmarks.fewshot import FewShotConfig, run_fewshot
 
     run_bench("fewshot", FewShotConfig, run_fewshot, out, quick, device, seed, threads)
 
 
-# `atnl bench service` (REST load test vs the in-process ceiling) lives in its own module,
-# which registers itself on bench_app; further benchmarks register the same way, here.
-import service.bench_service  # noqa: E402, F401
+@bench_app.command("service")
+def service_cmd(
+    out: OutOption = Path("reports"),
+    quick: QuickOption = False,
+    device: DeviceOption = "cpu",
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to serve (default: the store's active model).")] = None,
+    requests: Annotated[int, typer.Option(help="Requests per op.")] = 200,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+) -> None:
+    """Load test of the REST API against the in-process ceiling; writes service.md and service.json."""
+    from benchmarks.service import resolve_checkpoint, run_service
+
+    n = 20 if quick else requests
+    command = f"atnl bench service{' --quick' if quick else ''} --out {out} --requests {requests} --concurrency {concurrency}"
+    with tempfile.TemporaryDirectory(prefix="atnl-bench-") as tmp:
+        try:
+            source = resolve_checkpoint(checkpoint, quick, device, Path(tmp))
+        except LookupError as e:
+            raise typer.BadParameter(str(e)) from e
+        path = run_service(source, out, n, concurrency, device, command, Path(tmp))
+    typer.echo(f"wrote {path}")

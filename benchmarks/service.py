@@ -10,15 +10,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 
-from service.bench_cli import DeviceOption, OutOption, QuickOption, bench_app
+from benchmarks.report import hardware, md_table, write_report
+from models import load_dataset
 
 OPS = ("encode", "interpolate", "hallucinate")
 
@@ -152,46 +151,41 @@ def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float = 120) -> N
     raise RuntimeError("atnl serve did not become ready")
 
 
-@bench_app.command("service")
-def service_cmd(
-    out: OutOption = Path("reports"),
-    quick: QuickOption = False,
-    device: DeviceOption = "cpu",
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to serve (default: the store's active model).")] = None,
-    requests: Annotated[int, typer.Option(help="Requests per op.")] = 200,
-    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
-) -> None:
-    """Load test of the REST API against the in-process ceiling; writes service.md and service.json."""
-    from models import load_dataset
-    from models.bench.report import hardware, md_table, write_report
+def resolve_checkpoint(checkpoint: Path | None, quick: bool, device: str, tmp: Path) -> Path:
+    """The checkpoint to serve: the one given, else the store's active model, else (``quick``) a
+    one-epoch model trained into ``tmp``. LookupError when there is none and not ``quick``."""
     from service.settings import get_settings
     from service.store import ModelStore
 
-    data = load_dataset("mnist-5k")
-    n = 20 if quick else requests
-    with tempfile.TemporaryDirectory(prefix="atnl-bench-") as tmp:
-        store = Path(tmp) / "store"
-        if checkpoint is None:
-            model_id = ModelStore(get_settings().model_store).default_id()
-            if model_id is None and not quick:
-                raise typer.BadParameter("no model in ATNL_MODEL_STORE; pass --checkpoint or --quick")
-            checkpoint = get_settings().model_store / model_id if model_id else None
-        if checkpoint is None:  # --quick with an empty store: a one-epoch model
-            from models.pipeline import train_to_checkpoint
-            from models.training import TrainConfig
+    if checkpoint is not None:
+        return checkpoint
+    store = get_settings().model_store
+    model_id = ModelStore(store).default_id()
+    if model_id is not None:
+        return store / model_id
+    if not quick:
+        raise LookupError("no model in ATNL_MODEL_STORE; pass --checkpoint or --quick")
+    from models.pipeline import train_to_checkpoint
+    from models.training import TrainConfig
 
-            checkpoint = train_to_checkpoint(TrainConfig(epochs=1, latent_dim=8, device=device), Path(tmp) / "quick", data=data)
-        shutil.copytree(checkpoint, store / "bench")
-        ceiling = in_process(store / "bench", data, n)
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        proc = serve(store, port, Path(tmp) / "serve.log")
-        try:
-            wait_ready(base_url, proc)
-            served = asyncio.run(load_test(base_url, sample_requests(data), n, concurrency))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    return train_to_checkpoint(TrainConfig(epochs=1, latent_dim=8, device=device), tmp / "quick", data=load_dataset("mnist-5k"))
+
+
+def run_service(checkpoint: Path, out: Path, n: int, concurrency: int, device: str, command: str, tmp: Path) -> Path:
+    """``n`` requests per op in process and through a real ``atnl serve``; writes service.md + .json."""
+    data = load_dataset("mnist-5k")
+    store = tmp / "store"
+    shutil.copytree(checkpoint, store / "bench")
+    ceiling = in_process(store / "bench", data, n)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    proc = serve(store, port, tmp / "serve.log")
+    try:
+        wait_ready(base_url, proc)
+        served = asyncio.run(load_test(base_url, sample_requests(data), n, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     rows = [
         [op, f"{served[op]['rps']:.1f}", f"{served[op]['p50_ms']:.1f}", f"{served[op]['p99_ms']:.1f}", served[op]["failures"],
          f"{ceiling[op]['rps']:.1f}", f"{ceiling[op]['p50_ms']:.1f}", f"{ceiling[op]['p99_ms']:.1f}"]
@@ -212,13 +206,11 @@ def service_cmd(
         "in-process: the same engine calls back to back (the ceiling). encode: 1 image; interpolate: 8 frames; "
         "hallucinate: 50 images in, 20 out.\n\n" + md_table(header, rows)
     )
-    command = f"atnl bench service{' --quick' if quick else ''} --out {out} --requests {requests} --concurrency {concurrency}"
-    data_out = {
+    record = {
         "requests_per_op": n,
         "concurrency": concurrency,
         "checkpoint": str(checkpoint),
         "api": served,
         "in_process": ceiling,
     }
-    path = write_report(out, "service", "Service throughput and latency", command, hardware(device), body, data_out)
-    typer.echo(f"wrote {path}")
+    return write_report(out, "service", "Service throughput and latency", command, hardware(device), body, record)

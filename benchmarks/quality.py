@@ -12,7 +12,7 @@ interpolated by every family, each frame captioned with the independent
 judge's label), and a hallucination grid. ATNL and VAE-TL (and any family near
 the best probe) are retrained with further seeds for the probe's mean, and
 ATNL's slerp paths are scored on each seed; issue 9's targets are computed
-from these numbers (models.bench.targets).
+from these numbers (benchmarks.targets).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.bench.cache import cached_train
-from models.bench.plots import hallucination_figure, path_figure, tsne, tsne_grid
-from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
-from models.bench.targets import lerp_notes, targets
+from benchmarks.cache import cached_train
+from benchmarks.plots import hallucination_figure, path_figure, tsne, tsne_grid
+from benchmarks.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
+from benchmarks.targets import lerp_notes, targets
 from models.data import ImageSet, load_dataset, split_indices
 from models.device import resolve_device
 from models.geometry import interpolate

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
+from benchmarks.cache import ResultCache, cached_train, run_key
+from benchmarks.plots import image_rows
+from benchmarks.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.augment import jitter
-from models.bench.cache import ResultCache, cached_train, run_key
-from models.bench.plots import image_rows
-from models.bench.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from models.data import ImageSet, load_dataset
 from models.device import resolve_device
 from models.hallucination import DEFAULT_STRATEGY, STRATEGY_NOTES, hallucinate
