@@ -6,15 +6,15 @@ saved in the checkpoint so that loading needs nothing else.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from models.errors import InputError
 from models.geometry import normalize
+from models.order_circle import CIRCLE_SPAN, at_lean, sector_centres, sector_decoding, snap_order_angle
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,11 @@ class ModelConfig:
     """Encoder outputs (mu, logvar) and training samples z (vae, vae-tl)."""
     num_labels: int = 0
     """K ordinal labels laid along the order circle; 0: no order circle (baselines)."""
-    circle_span: float = 0.9 * math.pi
+    circle_span: float = CIRCLE_SPAN
     """Radians of the order circle (latent axes 0 and 1) the K label sectors cover."""
     sector_decoder: bool = False
     """Decoder reads the order angle snapped to its nearest sector centre, and that
-    sector as a one-hot (see ``snap_order_angle``)."""
+    sector as a one-hot (see ``order_circle.snap_order_angle``)."""
     ordinal_head: bool = False
     """Encoder places the order angle by a K-way head: ψ = Σ_k p_k φ_k (see ``order_logits_and_code``)."""
     order_temperature: float = 1.0
@@ -125,9 +125,9 @@ class SemanticAutoencoder(nn.Module):
         super().__init__()
         self.meta = {}
         if cfg.image_size % 4:
-            raise ValueError(f"image_size must be a multiple of 4, got {cfg.image_size}")
+            raise InputError(f"image_size must be a multiple of 4, got {cfg.image_size}")
         if cfg.ordinal_head and (cfg.num_labels < 2 or cfg.variational or cfg.latent_dim < 3):
-            raise ValueError("ordinal_head needs num_labels >= 2, latent_dim >= 3 and a non-variational model")
+            raise InputError("ordinal_head needs num_labels >= 2, latent_dim >= 3 and a non-variational model")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
@@ -135,7 +135,7 @@ class SemanticAutoencoder(nn.Module):
     def _check_images(self, x: torch.Tensor) -> None:
         c, s = self.cfg.channels, self.cfg.image_size
         if x.dim() != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise ValueError(f"expected images of shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
+            raise InputError(f"expected images of shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
 
     def order_logits_and_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For an ordinal-head model: (N, K) order logits and the (N, d) raw code
@@ -156,8 +156,7 @@ class SemanticAutoencoder(nn.Module):
             psi = torch.softmax(logits / self.cfg.order_temperature, dim=1) @ centres  # (N,)
         plane = torch.stack([torch.cos(psi), torch.sin(psi)], dim=1)  # (N, 2)
         if self.cfg.style_angle > 0:
-            lean = torch.tensor(self.cfg.style_angle, dtype=h.dtype)
-            plane, style = plane * torch.cos(lean), normalize(style) * torch.sin(lean)  # unit by construction
+            plane, style = at_lean(plane, style, self.cfg.style_angle)  # unit by construction
         return logits, torch.cat([plane, style], dim=1)
 
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -183,7 +182,7 @@ class SemanticAutoencoder(nn.Module):
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.cfg.latent_dim:
-            raise ValueError(f"expected latents of shape (N, {self.cfg.latent_dim}), got {tuple(z.shape)}")
+            raise InputError(f"expected latents of shape (N, {self.cfg.latent_dim}), got {tuple(z.shape)}")
         if sector_decoding(self.cfg):
             z = torch.cat(snap_order_angle(z, self.cfg), dim=1)
         return self.decoder(z)
@@ -191,37 +190,3 @@ class SemanticAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, d) latents -> (N, C, H, W) images in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z))
-
-
-def sector_centres(num_labels: int, span: float, device: torch.device | None = None) -> torch.Tensor:
-    """(K,) centres φ_k = (k - (K-1)/2) · span/K of the label sectors on the order circle, radians."""
-    k = torch.arange(num_labels, dtype=torch.float32, device=device)
-    return (k - (num_labels - 1) / 2) * (span / num_labels)
-
-
-def sector_decoding(cfg: ModelConfig) -> bool:
-    return cfg.sector_decoder and cfg.num_labels >= 2
-
-
-def snap_order_angle(z: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder input: z with its order angle ψ = atan2(z_1, z_0) snapped to the
-    nearest sector centre φ_k, (N, d), and that sector as a one-hot, (N, K).
-
-    A point on a path between two labels then decodes as one label or the
-    other, never as a blend (a 6-7 blend reads as a 2; a soft staircase scored
-    lower than this hard one). The one-hot gives the decoder the label as K
-    inputs: two of d coordinates were too weak a signal, and the decoder read
-    the digit from the style axes instead. With a fixed lean (``style_angle``)
-    the plane and the style direction are put back at that lean (a slerp's
-    middle leans less than its ends); otherwise both pass through."""
-    centres = sector_centres(cfg.num_labels, cfg.circle_span, z.device).to(z.dtype)  # (K,)
-    psi = torch.atan2(z[:, 1], z[:, 0])  # (N,)
-    k = (psi[:, None] - centres[None, :]).abs().argmin(1)  # (N,)
-    rho, style = z[:, :2].norm(dim=1), z[:, 2:]
-    if cfg.unit_style_input:
-        rho, style = torch.ones_like(rho), normalize(style)
-    elif cfg.style_angle > 0:  # back onto the training lean: a slerp's middle leans less than its ends
-        lean = torch.tensor(cfg.style_angle, dtype=z.dtype)
-        rho, style = torch.cos(lean).expand_as(rho), normalize(style) * torch.sin(lean)
-    plane = torch.stack([rho * torch.cos(centres[k]), rho * torch.sin(centres[k])], 1)  # (N, 2)
-    return torch.cat([plane, style], dim=1), F.one_hot(k, cfg.num_labels).to(z.dtype)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.arccos import safe_arccos
+from models.errors import InputError
+
 MARGIN_SCHEDULES = ("gap", "constant")
 MINING = ("all", "semihard")
-
-_ARCCOS_EPS = 1e-6
-"""Keeps arccos away from ±1, where its gradient is infinite."""
 
 
 class AngularTripletNeighborLoss(nn.Module):
@@ -36,11 +36,11 @@ class AngularTripletNeighborLoss(nn.Module):
     ) -> None:
         super().__init__()
         if margin < 0:
-            raise ValueError(f"margin must be >= 0 radians, got {margin}")
+            raise InputError(f"margin must be >= 0 radians, got {margin}")
         if margin_schedule not in MARGIN_SCHEDULES:
-            raise ValueError(f"margin_schedule must be one of {MARGIN_SCHEDULES}, got {margin_schedule!r}")
+            raise InputError(f"margin_schedule must be one of {MARGIN_SCHEDULES}, got {margin_schedule!r}")
         if mining not in MINING:
-            raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+            raise InputError(f"mining must be one of {MINING}, got {mining!r}")
         self.margin = margin
         self.margin_schedule = margin_schedule
         self.mining = mining
@@ -49,7 +49,7 @@ class AngularTripletNeighborLoss(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``z``: (B, d) unit latents; ``labels``: (B,) ordinal integers. Returns a scalar."""
         if z.dim() != 2 or labels.shape != (z.shape[0],):
-            raise ValueError(f"expected z (B, d) and labels (B,), got {tuple(z.shape)} and {tuple(labels.shape)}")
+            raise InputError(f"expected z (B, d) and labels (B,), got {tuple(z.shape)} and {tuple(labels.shape)}")
         per_triplet, valid = self.triplet_losses(z, labels)
         if not valid.any():
             return z.sum() * 0.0  # keeps the graph; a batch of one label has no triplet
@@ -57,8 +57,7 @@ class AngularTripletNeighborLoss(nn.Module):
 
     def triplet_losses(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-triplet losses and the validity mask, both (B, B, B) indexed [a, p, n]."""
-        cos = (z @ z.T).clamp(-1 + _ARCCOS_EPS, 1 - _ARCCOS_EPS)
-        theta = torch.arccos(cos)  # (B, B)
+        theta = safe_arccos(z @ z.T)  # (B, B)
         y = labels.to(z.dtype)
         s = (y[:, None] - y[None, :]).abs()  # (B, B) semantic distance
         gap = s[:, None, :] - s[:, :, None]  # (B, B, B): s(a, n) - s(a, p)

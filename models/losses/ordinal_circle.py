@@ -3,14 +3,10 @@
 The triplet loss alone orders labels but leaves the arrangement free; slerp
 between two latents then passes through the labels in between only if the
 classes sit in order along the great circle joining them. This loss fixes that
-circle: the plane of the first two latent axes, with label k's sector centred at
-
-    φ_k = (k - (K - 1) / 2) · Δ,   Δ = span / K
-
-so all K sectors together cover ``span`` < π radians (slerp then never takes
-the long way round). For a unit latent ẑ with projection (ẑ_0, ẑ_1) onto the
-plane, ψ = atan2(ẑ_1, ẑ_0) is its order angle and ρ = ||(ẑ_0, ẑ_1)|| its
-closeness to the circle. Per item with label y:
+circle: the order plane of ``models.order_circle``, with label k's sector
+centred at φ_k and Δ = span / K the width of a sector. For a unit latent ẑ,
+ψ is its order angle and ρ = ||(ẑ_0, ẑ_1)|| its closeness to the circle. Per
+item with label y:
 
     CE(softmax_k(-(ψ - φ_k)^2 / (2 τ^2)), y)  +  relu(arccos(ρ) - r)^2,   τ = Δ · tau_fraction
 
@@ -31,27 +27,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks import sector_centres
+from models.arccos import safe_arccos
+from models.errors import InputError
+from models.order_circle import CIRCLE_SPAN, STYLE_RADIUS, order_angle, sector_centres
 
 
 class OrdinalCircleLoss(nn.Module):
     def __init__(
         self,
         num_labels: int,
-        span: float = 0.9 * math.pi,
-        style_radius: float = 0.6,
+        span: float = CIRCLE_SPAN,
+        style_radius: float = STYLE_RADIUS,
         tau_fraction: float = 1 / 3,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if num_labels < 2:
-            raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+            raise InputError(f"num_labels must be >= 2, got {num_labels}")
         if not 0 < span < math.pi:
-            raise ValueError(f"span must be in (0, π) radians, got {span}")
+            raise InputError(f"span must be in (0, π) radians, got {span}")
         if tau_fraction <= 0:
-            raise ValueError(f"tau_fraction must be > 0, got {tau_fraction}")
+            raise InputError(f"tau_fraction must be > 0, got {tau_fraction}")
         if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise InputError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_labels = num_labels
         self.span = span
         self.style_radius = style_radius
@@ -65,7 +63,7 @@ class OrdinalCircleLoss(nn.Module):
 
     def sector_logits(self, z: torch.Tensor) -> torch.Tensor:
         """(B, K) logits -(ψ - φ_k)^2 / (2 τ^2) of unit latents z (B, d)."""
-        psi = torch.atan2(z[:, 1], z[:, 0])  # (B,)
+        psi = order_angle(z)  # (B,)
         tau = self.sector * self.tau_fraction
         return -((psi[:, None] - self.centres(z.device)[None, :].to(z.dtype)) ** 2) / (2 * tau**2)
 
@@ -73,13 +71,13 @@ class OrdinalCircleLoss(nn.Module):
         """``z``: (B, d) unit latents, d >= 3; ``labels``: (B,) in [0, K). Returns a scalar.
 
         ``order_logits`` (B, K): an encoder head's sector logits, used instead of
-        the ones derived from ψ (the head then sets ψ, see networks.ordinal_head)."""
+        the ones derived from ψ (the head then sets ψ, see SemanticAutoencoder.order_logits_and_code)."""
         if z.dim() != 2 or z.shape[1] < 3 or labels.shape != (z.shape[0],):
-            raise ValueError(f"expected z (B, d>=3) and labels (B,), got {tuple(z.shape)} and {tuple(labels.shape)}")
+            raise InputError(f"expected z (B, d>=3) and labels (B,), got {tuple(z.shape)} and {tuple(labels.shape)}")
         logits = self.sector_logits(z) if order_logits is None else order_logits
         order = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        rho = z[:, :2].norm(dim=1).clamp(max=1 - 1e-6)  # (B,)
-        style = (torch.relu(torch.arccos(rho) - self.style_radius) ** 2).mean()
+        rho = z[:, :2].norm(dim=1)  # (B,)
+        style = (torch.relu(safe_arccos(rho) - self.style_radius) ** 2).mean()
         return order + style
 
     def describe(self) -> dict[str, object]:

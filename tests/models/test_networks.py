@@ -1,4 +1,4 @@
-"""The shared backbone: unit latents, the ordinal head's order angle, the fixed lean, the sector decoder."""
+"""The shared backbone: unit latents, the ordinal head's order angle, the fixed lean, unit style input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.data import ImageSet
-from models.networks import ModelConfig, SemanticAutoencoder, sector_centres, snap_order_angle
+from models.networks import ModelConfig, SemanticAutoencoder
+from models.order_circle import sector_centres
 
 LEAN = 0.6
 """Radians off the order circle used by the fixed-lean models below."""
@@ -48,20 +49,6 @@ def test_snapping_at_eval_puts_the_order_angle_on_the_most_likely_sector_centre(
     expected_soft = torch.softmax(logits, dim=1) @ centres  # training keeps the soft angle for its gradients
     torch.testing.assert_close(soft, expected_soft, atol=1e-5, rtol=0)
     assert (soft - snapped).abs().max() > 1e-3
-
-
-def test_the_sector_decoder_reads_the_nearest_sector_and_passes_the_rest() -> None:
-    cfg = ModelConfig(latent_dim=5, num_labels=10, sector_decoder=True)
-    centres = sector_centres(10, cfg.circle_span)
-    psi = torch.tensor([centres[3] + 0.4 * (centres[4] - centres[3]), centres[7] - 0.01])
-    rho = torch.tensor([0.8, 0.5])
-    style = torch.randn(2, 3)
-    z = torch.cat([torch.stack([rho * torch.cos(psi), rho * torch.sin(psi)], 1), style], dim=1)
-    plane_and_style, one_hot = snap_order_angle(z, cfg)
-    assert one_hot.argmax(1).tolist() == [3, 7] and one_hot.sum(1).tolist() == [1.0, 1.0]
-    torch.testing.assert_close(order_angle(plane_and_style), centres[[3, 7]], atol=1e-5, rtol=0)
-    torch.testing.assert_close(plane_and_style[:, :2].norm(dim=1), rho)
-    torch.testing.assert_close(plane_and_style[:, 2:], style)
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28), (2, 3, 28, 28), (2, 1, 32, 32)])
