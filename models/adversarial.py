@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.critic import CRITIC_WIDTH, ConvCritic, adversary_steps
-from models.families import Objective, reconstruction_loss
+from models.losses import reconstruction_loss
 from models.networks import SemanticAutoencoder
+from models.objectives import Objective
 
 ADVERSARY_LR = 1e-3
 """Adam learning rate of the discriminator / critic (the autoencoder's default)."""

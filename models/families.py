@@ -1,218 +1,236 @@
-"""Training objectives of each model family, on the shared backbone.
+"""The model families and the training options they are built from.
 
-- ``atnl``: spherical latent; BCE reconstruction + λ_t·ATNL + λ_c·ordinal circle
-  + λ_s·style invariance + λ_k·restyled label consistency.
+Each ``FamilySpec`` in ``FAMILIES`` owns its latent kind, the backbone config it
+trains and the objective it trains with, both made from a ``TrainConfig`` (kept
+here, beside the registry it is checked against; ``models.training`` runs it).
+
+- ``atnl``: spherical latent with the labels on the order circle; reconstruction
+  + ATNL + ordinal circle + label-free style + restyled label consistency + realism.
 - ``ae``: Euclidean latent; reconstruction only (the paper's AE).
 - ``vae``: Euclidean latent; reconstruction + β·KL to N(0, I).
 - ``vae-tl``: the VAE plus a Euclidean triplet loss on the means (same label = positive).
+- ``aae``, ``acai``: the adversarial baselines (``models.adversarial``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from models.adversarial import ACAIObjective, AdversarialAutoencoderObjective
+from models.data import ImageSet
+from models.errors import InputError
+from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
+from models.networks import ModelConfig
+from models.objectives import ATNLObjective, AutoencoderObjective, Objective, VAEObjective
+from models.order_circle import CIRCLE_SPAN, STYLE_RADIUS
 
-from models.critic import RealismCritic, adversary_steps
-from models.geometry import normalize
-from models.losses import AngularTripletNeighborLoss, LabelFreeStyleLoss, OrdinalCircleLoss
-from models.networks import SemanticAutoencoder
+ObjectiveBuilder = Callable[["TrainConfig", int], Objective]
+"""(training config, number of labels K) -> the family's objective."""
 
 
 @dataclass(frozen=True)
 class FamilySpec:
     name: str
     spherical: bool
+    """Decoder consumes unit latents."""
     variational: bool
+    """Encoder outputs (mu, logvar) and training samples z."""
     description: str
+    build_objective: ObjectiveBuilder
+    """How the family's objective is made from the training config."""
+    ordered: bool = False
+    """Labels laid along the order circle: the config's order-circle options apply (atnl)."""
+
+    def objective(self, cfg: TrainConfig, num_labels: int) -> Objective:
+        """The loss this family trains with, for ``num_labels`` ordinal labels."""
+        return self.build_objective(cfg, num_labels)
+
+    def model_config(self, cfg: TrainConfig, data: ImageSet) -> ModelConfig:
+        """The backbone this family trains on ``data`` (N, C, H, W) with ``cfg``; the
+        order-circle options are off unless the family is ``ordered``."""
+        _, c, h, _ = data.images.shape
+        ordered, head = self.ordered, self.ordered and cfg.ordinal_head
+        return ModelConfig(
+            latent_dim=cfg.latent_dim,
+            channels=c,
+            image_size=h,
+            spherical=self.spherical,
+            variational=self.variational,
+            num_labels=data.num_labels if ordered else 0,
+            circle_span=cfg.circle_span,
+            sector_decoder=cfg.sector_decoder and ordered,
+            unit_style_input=cfg.unit_style_input and cfg.sector_decoder and ordered,
+            order_temperature=cfg.order_temperature,
+            ordinal_head=head,
+            snap_order_at_eval=cfg.snap_order_at_eval and head,
+            style_angle=cfg.style_radius if cfg.fixed_style_angle and head else 0.0,
+        )
+
+
+def atnl_objective(cfg: TrainConfig, num_labels: int) -> ATNLObjective:
+    """The atnl objective with the weights and loss options of ``cfg``."""
+    return ATNLObjective(
+        AngularTripletNeighborLoss(cfg.margin, cfg.margin_schedule),
+        OrdinalCircleLoss(num_labels, cfg.circle_span, cfg.style_radius, label_smoothing=cfg.label_smoothing),
+        triplet_weight=cfg.triplet_weight,
+        circle_weight=cfg.circle_weight,
+        style_weight=cfg.style_weight,
+        consistency_weight=cfg.consistency_weight,
+        reconstruction_weight=cfg.reconstruction_weight,
+        label_free_weight=cfg.label_free_weight,
+        triplet_on_order=cfg.triplet_on_order,
+        realism_weight=cfg.realism_weight,
+    )
 
 
 FAMILIES = {
     f.name: f
     for f in (
-        FamilySpec("atnl", True, False, "spherical latent, reconstruction + ATNL + ordinal circle"),
-        FamilySpec("ae", False, False, "plain autoencoder, reconstruction only"),
-        FamilySpec("vae", False, True, "variational autoencoder"),
-        FamilySpec("vae-tl", False, True, "VAE + Euclidean triplet loss on the means"),
-        FamilySpec("aae", False, False, "adversarial autoencoder: codes matched to N(0, I) by a discriminator"),
-        FamilySpec("acai", False, False, "adversarially constrained interpolation: a critic regresses the mix of decoded lerps"),
+        FamilySpec(
+            "atnl",
+            spherical=True,
+            variational=False,
+            description="spherical latent, reconstruction + ATNL + ordinal circle",
+            build_objective=atnl_objective,
+            ordered=True,
+        ),
+        FamilySpec(
+            "ae",
+            spherical=False,
+            variational=False,
+            description="plain autoencoder, reconstruction only",
+            build_objective=lambda cfg, k: AutoencoderObjective(),
+        ),
+        FamilySpec(
+            "vae",
+            spherical=False,
+            variational=True,
+            description="variational autoencoder",
+            build_objective=lambda cfg, k: VAEObjective(cfg.beta),
+        ),
+        FamilySpec(
+            "vae-tl",
+            spherical=False,
+            variational=True,
+            description="VAE + Euclidean triplet loss on the means",
+            build_objective=lambda cfg, k: VAEObjective(cfg.beta, triplet_weight=cfg.triplet_weight),
+        ),
+        FamilySpec(
+            "aae",
+            spherical=False,
+            variational=False,
+            description="adversarial autoencoder: codes matched to N(0, I) by a discriminator",
+            build_objective=lambda cfg, k: AdversarialAutoencoderObjective(),
+        ),
+        FamilySpec(
+            "acai",
+            spherical=False,
+            variational=False,
+            description="adversarially constrained interpolation: a critic regresses the mix of decoded lerps",
+            build_objective=lambda cfg, k: ACAIObjective(),
+        ),
     )
 }
+"""Every family by the name ``TrainConfig.family``, the CLI and the API use."""
 
 
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel mean binary cross-entropy of decoder logits against x in [0, 1]."""
-    return F.binary_cross_entropy_with_logits(logits, x)
+LR_SCHEDULES = ("cosine", "constant")
+"""What ``TrainConfig.lr_schedule`` accepts."""
 
 
-class Objective(nn.Module):
-    """Loss of one family: ``forward(model, x, y) -> (total, parts)``."""
+@dataclass
+class TrainConfig:
+    family: str = "atnl"
+    """One of models.families.FAMILIES."""
+    dataset: str = "mnist-5k"
+    """A DESIGN §4 data set spec."""
+    epochs: int = 40
+    """Passes over the training split."""
+    batch_size: int = 100
+    """Items per class-balanced batch (at least the number of labels)."""
+    lr: float = 1e-3
+    """Adam learning rate (at the start, with ``lr_schedule``)."""
+    lr_schedule: str = "cosine"
+    """``cosine``: the rate falls to 0 over the run along a half cosine, step by step; ``constant``."""
+    latent_dim: int = 32
+    """Latent size d (every family; for atnl, 2 order axes and d - 2 style axes)."""
+    margin: float = 0.1
+    """ATNL angular margin m per unit of label gap, radians (adjacent sectors are 0.28 rad apart)."""
+    margin_schedule: str = "gap"
+    """``gap``: margin grows with the label gap; ``constant``."""
+    triplet_weight: float = 5.0
+    """λ_t, weight of the ATNL term."""
+    circle_weight: float = 3.0
+    """λ_c, weight of the ordinal circle term (0 turns it off)."""
+    style_weight: float = 0.0
+    """λ_s, weight of the style-invariance term (label share of the style axes' variance). Off:
+    it reached label-free style by collapsing it (docs/EXPERIMENTS.md); ``label_free_weight`` does it."""
+    consistency_weight: float = 3.0
+    """atnl with the ordinal head: λ_k, weight of the restyled label consistency term
+    (see losses.restyled_label_consistency): what keeps paths readable between labels."""
+    reconstruction_weight: float = 30.0
+    """atnl: weight of the per-pixel mean BCE reconstruction term (small beside terms of order 1)."""
+    label_free_weight: float = 10.0
+    """atnl: weight of the label-free style term (losses.label_free_style)."""
+    triplet_on_order: bool = True
+    """atnl: apply ATNL to the order plane (latent axes 0, 1) only, not the whole latent."""
+    realism_weight: float = 0.5
+    """atnl: weight of the decoder's loss for fooling a patch critic that tells real images
+    from restyled decodes (models.critic.RealismCritic)."""
+    label_smoothing: float = 0.0
+    """atnl: label smoothing ε of the ordinal circle's cross-entropy over sectors. 0.1 raised the
+    mnist-5k probe (3 seeds) from 98.0% to 98.4% but lowered pose-digits' from 95.6% to 95.3%: off."""
+    circle_span: float = CIRCLE_SPAN
+    """Radians of great circle the label sectors cover together (< π)."""
+    style_radius: float = STYLE_RADIUS
+    """Radians a latent may lean off the order circle to carry style."""
+    unit_style_input: bool = False
+    """atnl: the decoder reads the style direction at unit norm (networks.ModelConfig.unit_style_input)."""
+    fixed_style_angle: bool = True
+    """atnl with the ordinal head: every latent leans exactly ``style_radius`` off the
+    order circle (see networks.ModelConfig.style_angle)."""
+    order_temperature: float = 0.25
+    """atnl: temperature of the ordinal head's softmax when it places the order angle."""
+    sector_decoder: bool = True
+    """atnl: the decoder reads the nearest order sector (see order_circle.snap_order_angle)."""
+    ordinal_head: bool = True
+    """atnl: place the order angle by a K-way encoder head (see networks.SemanticAutoencoder.order_logits_and_code)."""
+    snap_order_at_eval: bool = True
+    """atnl with the ordinal head: a trained model places the order angle at its most
+    likely sector's centre (see networks.ModelConfig.snap_order_at_eval)."""
+    augment: bool = True
+    """Small random affine jitter of training images (rotation, shift, scale)."""
+    beta: float = 1.0
+    """KL weight of the VAE families."""
+    test_fraction: float = 0.2
+    """Share of each label held out as the test split."""
+    seed: int = 0
+    """Seeds the split, the initial weights and the batches."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    threads: int = 0
+    """CPU threads for torch (0: leave torch's default)."""
 
-    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise InputError(f"unknown family {self.family!r}; expected one of {sorted(FAMILIES)}")
+        for name in ("epochs", "batch_size", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.latent_dim < 3 and FAMILIES[self.family].spherical:
+            raise InputError("latent_dim must be >= 3 for a spherical family")
 
-    def describe(self) -> dict[str, Any]:
-        return {}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-
-class ATNLObjective(Objective):
-    def __init__(
-        self,
-        atnl: AngularTripletNeighborLoss,
-        circle: OrdinalCircleLoss,
-        triplet_weight: float,
-        circle_weight: float,
-        style_weight: float = 0.0,
-        consistency_weight: float = 0.0,
-        reconstruction_weight: float = 1.0,
-        label_free_weight: float = 0.0,
-        triplet_on_order: bool = False,
-        realism_weight: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.atnl, self.circle, self.label_free = atnl, circle, LabelFreeStyleLoss()
-        self.realism_weight, self.critic = realism_weight, RealismCritic(circle.num_labels)
-        self.triplet_weight, self.circle_weight, self.style_weight = triplet_weight, circle_weight, style_weight
-        self.consistency_weight = consistency_weight
-        self.reconstruction_weight, self.label_free_weight = reconstruction_weight, label_free_weight
-        self.triplet_on_order = triplet_on_order
-
-    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = None
-        if model.cfg.ordinal_head:
-            logits, u = model.order_logits_and_code(x)
-            z = normalize(u)  # (B, d) unit
-        else:
-            z = model.code(x)  # (B, d) unit
-        zero = z.sum() * 0.0
-        rec = reconstruction_loss(model.decode_logits(z), x)
-        tri = self.atnl(normalize(z[:, :2]) if self.triplet_on_order else z, y) if self.triplet_weight > 0 else zero
-        circ = self.circle(z, y, logits) if self.circle_weight > 0 else zero
-        inv = style_class_share(z[:, 2:], y) if self.style_weight > 0 else zero
-        free = self.label_free(z[:, 2:], y) if self.label_free_weight > 0 else zero
-        con = real = zero
-        parts: dict[str, float] = {}
-        if (self.consistency_weight > 0 or self.realism_weight > 0) and model.cfg.ordinal_head:
-            mixed = restyled_latents(z.detach())  # the decoder alone learns to draw any style in any sector
-            images = torch.sigmoid(model.decode_logits(mixed))
-            if self.consistency_weight > 0:
-                con = restyled_label_consistency(model, images, y)
-            if self.realism_weight > 0:
-                if adversary_steps(model):
-                    parts["critic"] = self.critic.step(x, y, images, y)
-                real = self.critic.fooling_loss(images, y)
-        total = self.reconstruction_weight * rec + self.triplet_weight * tri + self.circle_weight * circ
-        total = total + self.style_weight * inv + self.label_free_weight * free + self.consistency_weight * con
-        total = total + self.realism_weight * real
-        parts.update(rec=rec.item(), atnl=tri.item(), circle=circ.item(), style_class=inv.item(), realism=real.item())
-        return total, {**parts, "label_free": free.item(), "consistency": con.item()}
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "objective": "reconstruction_weight * BCE(D(z), x) + triplet_weight * ATNL(z or its order plane, y)"
-            " + circle_weight * circle(z, y) + style_weight * style_class_share(z[:, 2:], y)"
-            " + label_free_weight * label_free_style(z[:, 2:], y)"
-            " + consistency_weight * CE(head(D(order of z, style of a shuffled z)), y)"
-            " + realism_weight * BCE(critic(D(order of z, style of a shuffled z) | y), real)",
-            "realism_weight": self.realism_weight,
-            "critic": self.critic.describe(),
-            "reconstruction_weight": self.reconstruction_weight,
-            "triplet_weight": self.triplet_weight,
-            "triplet_on": "order plane" if self.triplet_on_order else "latent",
-            "label_free_weight": self.label_free_weight,
-            "label_free": self.label_free.describe(),
-            "circle_weight": self.circle_weight,
-            "style_weight": self.style_weight,
-            "consistency_weight": self.consistency_weight,
-            "atnl": self.atnl.describe(),
-            "circle": self.circle.describe(),
-        }
-
-
-class AutoencoderObjective(Objective):
-    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        rec = reconstruction_loss(model.decode_logits(model.code(x)), x)
-        return rec, {"rec": rec.item()}
-
-    def describe(self) -> dict[str, Any]:
-        return {"objective": "BCE(D(E(x)), x)"}
-
-
-class VAEObjective(Objective):
-    def __init__(self, beta: float, triplet_weight: float = 0.0, triplet_margin: float = 1.0) -> None:
-        super().__init__()
-        self.beta, self.triplet_weight, self.triplet_margin = beta, triplet_weight, triplet_margin
-
-    def forward(self, model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        mu, logvar = model.encode_stats(x)
-        assert logvar is not None, "VAE objective on a non-variational model"
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        rec = reconstruction_loss(model.decode_logits(z), x)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean() / x[0].numel()
-        total = rec + self.beta * kl
-        parts = {"rec": rec.item(), "kl": kl.item()}
-        if self.triplet_weight > 0:
-            tri = euclidean_triplet_loss(mu, y, self.triplet_margin)
-            total = total + self.triplet_weight * tri
-            parts["triplet"] = tri.item()
-        return total, parts
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "objective": "BCE + beta * KL/pixels + triplet_weight * euclidean_triplet(mu, y)",
-            "beta": self.beta,
-            "triplet_weight": self.triplet_weight,
-            "triplet_margin": self.triplet_margin,
-        }
-
-
-def euclidean_triplet_loss(z: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Standard batch-all triplet loss: same label positive, other labels negative."""
-    d = torch.cdist(z, z)  # (B, B)
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=z.device)
-    valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]
-    loss = torch.relu(d[:, :, None] - d[:, None, :] + margin)
-    return loss[valid].mean() if valid.any() else z.sum() * 0.0
-
-
-def restyled_latents(z: torch.Tensor) -> torch.Tensor:
-    """(B, d) unit latents: the order part (axes 0, 1) of each of ``z``'s (B, d) unit latents of an
-    ordinal-head model, with the style of another item of the batch (a random shuffle), as a
-    path's middle and a restyled hallucination pair them."""
-    shuffled = torch.randperm(len(z), device=z.device)
-    return normalize(torch.cat([z[:, :2], z[shuffled, 2:]], dim=1))  # already unit with a fixed lean
-
-
-def restyled_label_consistency(model: SemanticAutoencoder, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the encoder's order head on ``images`` (B, C, H, W), decoded from
-    ``restyled_latents``, against the labels (B,) of the order parts they were decoded from.
-
-    Reconstruction only ever pairs a sector with the style of an image of that label; a
-    path's middle pairs sector k with styles of other labels, and the decoder then drew
-    some 4s with a 9's closed top (judged 9 for one seed in nine). The head is a frozen
-    critic here (its weights are detached, so it cannot learn to read decoded images).
-    Returns a scalar."""
-    k = model.cfg.num_labels
-    frozen = {name: p.detach() for name, p in model.encoder.named_parameters()}
-    logits = torch.func.functional_call(model.encoder, frozen, (images,))[:, :k]
-    return F.cross_entropy(logits, labels)
-
-
-def style_class_share(style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Share of the style axes' variance explained by the label, in [0, 1].
-
-    Between-class scatter of the per-label means over the total scatter, for
-    style (B, d-2). Driving it to 0 leaves the label to the order circle alone:
-    otherwise the decoder reads the digit from the style axes, and a path's
-    middle decodes as one endpoint's label instead of the labels in between."""
-    centred = style - style.mean(0, keepdim=True)
-    total = centred.pow(2).sum(1).mean().clamp_min(1e-8)
-    between = style.new_zeros(())
-    for k in labels.unique():
-        mask = labels == k
-        between = between + mask.float().mean() * centred[mask].mean(0).pow(2).sum()
-    return between / total
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)

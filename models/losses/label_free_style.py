@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.errors import InputError
 from models.geometry import normalize
 
 KERNEL_SCALES = (0.05, 0.2, 1.0)
@@ -51,14 +52,14 @@ class LabelFreeStyleLoss(nn.Module):
     def __init__(self, prior_samples: int = 100) -> None:
         super().__init__()
         if prior_samples < 2:
-            raise ValueError(f"prior_samples must be >= 2, got {prior_samples}")
+            raise InputError(f"prior_samples must be >= 2, got {prior_samples}")
         self.prior_samples = prior_samples
 
     def forward(self, style: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``style``: (B, S) style axes (any norm; their directions are compared), S >= 2;
         ``labels``: (B,). Returns a scalar; labels with fewer than 2 items are skipped."""
         if style.dim() != 2 or style.shape[1] < 2 or labels.shape != (style.shape[0],):
-            raise ValueError(f"expected style (B, S>=2) and labels (B,), got {tuple(style.shape)} and {tuple(labels.shape)}")
+            raise InputError(f"expected style (B, S>=2) and labels (B,), got {tuple(style.shape)} and {tuple(labels.shape)}")
         directions = normalize(style)
         prior = normalize(torch.randn(self.prior_samples, style.shape[1], device=style.device, dtype=style.dtype))
         # Every label's MMD² at once: the three kernel matrices are computed once for the batch.

@@ -11,7 +11,7 @@ from models.adversarial import ACAIObjective, AdversarialAutoencoderObjective
 from models.data import ImageSet
 from models.families import FAMILIES
 from models.networks import ModelConfig, SemanticAutoencoder
-from models.training import TrainConfig, build_objective, train
+from models.training import TrainConfig, train
 
 ADVERSARIAL = {"aae": AdversarialAutoencoderObjective, "acai": ACAIObjective}
 
@@ -29,7 +29,7 @@ def adversary_params(objective: torch.nn.Module) -> torch.Tensor:
 def test_registered_as_euclidean_deterministic_families(family: str) -> None:
     spec = FAMILIES[family]
     assert (spec.spherical, spec.variational) == (False, False)
-    assert isinstance(build_objective(TrainConfig(family=family), num_labels=10), ADVERSARIAL[family])
+    assert isinstance(spec.objective(TrainConfig(family=family), num_labels=10), ADVERSARIAL[family])
 
 
 @pytest.mark.parametrize("family", sorted(ADVERSARIAL))

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from models.data import ImageSet, split_indices
-from models.families import FAMILIES, restyled_label_consistency, restyled_latents
+from models.families import FAMILIES
+from models.losses import restyled_label_consistency
 from models.networks import SemanticAutoencoder
-from models.training import TrainConfig, TrainingStopped, model_config_for, train
+from models.order_circle import restyled_latents
+from models.training import TrainConfig, TrainingStopped, train
 
 TINY = {"latent_dim": 8, "batch_size": 50, "device": "cpu", "seed": 0}
 """400 training images in 8 class-balanced batches per epoch."""
@@ -89,7 +91,7 @@ def test_same_seed_trains_the_same_weights(mnist_100: ImageSet) -> None:
 def test_every_family_trains_one_step(family: str, mnist_100: ImageSet) -> None:
     cfg = TrainConfig(family=family, epochs=1, latent_dim=4, batch_size=80, device="cpu", seed=1)
     torch.manual_seed(cfg.seed)  # train() starts from the weights this seed gives
-    initial = SemanticAutoencoder(model_config_for(cfg, mnist_100))
+    initial = SemanticAutoencoder(FAMILIES[family].model_config(cfg, mnist_100))
     steps: list[dict[str, Any]] = []
     result = train(cfg, mnist_100, on_progress=steps.append)
     assert len(steps) == 1 and len(result.history) == 1
@@ -132,7 +134,7 @@ def test_a_batch_smaller_than_the_label_count_is_refused(mnist_100: ImageSet) ->
 
 
 def test_restyled_label_consistency_teaches_the_decoder_only(mnist_100: ImageSet) -> None:
-    model = SemanticAutoencoder(model_config_for(TrainConfig(**TINY), mnist_100))
+    model = SemanticAutoencoder(FAMILIES["atnl"].model_config(TrainConfig(**TINY), mnist_100))
     x, y = mnist_100.images[:20], mnist_100.labels[:20]
     _, u = model.order_logits_and_code(x)
     mixed = restyled_latents(u.detach())
