@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from models.augment import warp
+from models.errors import InputError
 
 IMAGE_SIZE = 28
 """Side of the square grey images every data set is brought to."""
@@ -36,7 +37,7 @@ apart; at 15° an independent judge told the bins apart only 91% of the time
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A data set spec that cannot be read (unknown name, missing or bad files)."""
 
 
@@ -216,7 +217,7 @@ def load_dataset(spec: str) -> ImageSet:
 def split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Stratified seeded split: (train indices, test indices), each sorted."""
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     train, test = [], []
     y = labels.numpy()

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import torch
 
+from models.errors import InputError
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+        raise InputError(f"device must be one of {DEVICES}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+        raise InputError("device 'cuda' was asked for but no CUDA device is available")
     return torch.device(name)

@@ -17,6 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from models.augment import jitter
 from models.data import ImageSet
+from models.errors import InputError
 from models.geometry import interpolate
 from models.hallucination import default_strategy, hallucinate
 from models.judge import JudgeCNN, get_judge
@@ -97,7 +98,7 @@ def sample_pairs(
         if y[j] - y[i] >= min_gap:
             pairs.append((int(i), int(j)))
     if len(pairs) < num_pairs:
-        raise ValueError(f"only {len(pairs)} pairs with a label gap >= {min_gap} among the eligible test images")
+        raise InputError(f"only {len(pairs)} pairs with a label gap >= {min_gap} among the eligible test images")
     return pairs
 
 

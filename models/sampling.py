@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from models.errors import InputError
+
 
 def class_balanced_batches(labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Yield (batch_size,) index tensors for one epoch.
@@ -17,7 +19,7 @@ def class_balanced_batches(labels: torch.Tensor, batch_size: int, generator: tor
     classes = labels.unique()
     k = len(classes)
     if batch_size < k:
-        raise ValueError(f"batch_size {batch_size} is smaller than the number of labels {k}")
+        raise InputError(f"batch_size {batch_size} is smaller than the number of labels {k}")
     per_class = batch_size // k
     pools = [(labels == c).nonzero().squeeze(1) for c in classes]
     queues = [p[torch.randperm(len(p), generator=generator)] for p in pools]
