@@ -1,7 +1,8 @@
 """Training objectives of the atnl, ae and vae families, on the shared backbone.
 
 - ``ATNLObjective``: spherical latent; BCE reconstruction + λ_t·ATNL + λ_c·ordinal circle
-  + λ_s·style invariance + λ_k·restyled label consistency + realism against a critic.
+  + λ_s·style invariance + label-free style + λ_k·restyled label consistency + realism
+  against a critic.
 - ``AutoencoderObjective``: Euclidean latent; reconstruction only (the paper's AE).
 - ``VAEObjective``: Euclidean latent; reconstruction + β·KL to N(0, I), plus (vae-tl) a
   Euclidean triplet loss on the means (same label = positive).
