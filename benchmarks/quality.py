@@ -32,7 +32,7 @@ from benchmarks.report import ProgressFn, hardware, md_table, no_progress, torch
 from benchmarks.targets import lerp_notes, targets
 from models.data import ImageSet, load_dataset, split_indices
 from models.device import resolve_device
-from models.geometry import interpolate
+from models.geometry import latent_path
 from models.hallucination import STRATEGY_NOTES, default_strategy, hallucinate
 from models.judge import get_judge
 from models.metrics import (
@@ -226,7 +226,7 @@ def figure6_rows(runs: dict[str, FamilyRun], data: ImageSet, i: int, j: int, jud
             continue
         model = runs[family].model
         codes = model.code(data.images[[i, j]])  # (2, d)
-        frames = model.decode(interpolate(codes[0], codes[1], SPS_FRAMES, method))  # (T, C, H, W)
+        frames = model.decode(latent_path(codes[0], codes[1], SPS_FRAMES, method, model.cfg.spherical))  # (T, C, H, W)
         rows.append({"name": name, "method": method, "frames": frames, "judged": judge.predict(frames).tolist()})
     return rows
 

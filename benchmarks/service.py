@@ -57,31 +57,31 @@ def sample_requests(data: Any) -> dict[str, dict[str, Any]]:
 
 
 def in_process(checkpoint: Path, data: Any, n: int) -> dict[str, dict[str, float]]:
-    """The ceiling: the engine's own functions (decode upload -> model -> PNG) called back to back."""
+    """The ceiling: the engine's own per-operation work (upload bytes -> model -> PNG) called back to back."""
+    import torch
+
     from models import load_checkpoint
     from service import engine, imaging
 
-    lm = engine.LoadedModel("bench", load_checkpoint(checkpoint), __import__("torch").device("cpu"))
+    lm = engine.LoadedModel("bench", load_checkpoint(checkpoint), torch.device("cpu"))
     bodies = sample_requests(data)
-    limits = imaging.DecodeLimits(max_pixels=10**8, max_decoded_bytes=2**32)  # the ceiling: no limits in the way
+    unlimited = imaging.DecodeLimits(max_pixels=10**8, max_decoded_bytes=2**32)  # the ceiling: no limits in the way
+    limits = imaging.RequestLimits(unlimited, 2**40, 120)
 
-    def images(files: Any) -> np.ndarray:
-        items = files.values() if isinstance(files, dict) else [f for _, f in files]
-        return np.stack([imaging.load_image(blob, lm.image_size, True, limits) for _, blob, _ in items])
+    def uploads(files: Any) -> engine.Uploads:
+        items = list(files.items()) if isinstance(files, dict) else files
+        return engine.Uploads([blob for _, (_, blob, _) in items], [name for name, _ in items])
 
     def encode() -> Any:
-        return engine.encode_images(lm, images(bodies["encode"]["files"]))
+        return lm.encode(uploads(bodies["encode"]["files"]), True, limits)
 
     def interpolate() -> Any:
-        x = images(bodies["interpolate"]["files"])
-        _, frames = engine.interpolate_images(lm, x[0], x[1], 8, "slerp")
-        return [imaging.png_bytes(f) for f in frames]
+        return lm.interpolate(uploads(bodies["interpolate"]["files"]), 8, "slerp", True, "json", limits)
 
     def hallucinate() -> Any:
         body = bodies["hallucinate"]
-        labels = [lm.label_names.index(s) for s in body["data"]["labels"].split(",")]
-        made = engine.hallucinate_images(lm, images(body["files"]), labels, 2, None, "both", 0)
-        return [imaging.png_bytes(im) for im in made.images]
+        plan = engine.HallucinationPlan(2, None, None, 0, True, "json")
+        return lm.hallucinate(uploads(body["files"]), body["data"]["labels"].split(","), plan, limits)
 
     out = {}
     for op, fn in zip(OPS, (encode, interpolate, hallucinate), strict=True):

@@ -10,4 +10,11 @@ from __future__ import annotations
 
 
 class InputError(ValueError):
-    """A caller's input the models cannot take: bad shape, unknown option, out-of-range value."""
+    """A caller's input the models cannot take: bad shape, unknown option, out-of-range value.
+
+    ``field`` names the input at fault where the caller's name for it is known
+    (``method``, ``per_class``, ``labels``); the service puts it in the problem body."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

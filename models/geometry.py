@@ -6,7 +6,11 @@ invariant that a latent returned by ``normalize`` has unit L2 norm.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+from models.errors import InputError
 
 EPS_NORM = 1e-8
 """Smallest norm divided by; a zero vector stays (numerically) zero instead of NaN."""
@@ -42,7 +46,7 @@ def _orthogonal_direction(z: torch.Tensor) -> torch.Tensor:
 def _as_omegas(omegas: torch.Tensor | list[float] | int, like: torch.Tensor) -> torch.Tensor:
     if isinstance(omegas, int):
         if omegas < 1:
-            raise ValueError(f"steps must be >= 1, got {omegas}")
+            raise InputError(f"steps must be >= 1, got {omegas}")
         return torch.linspace(0.0, 1.0, omegas, dtype=like.dtype, device=like.device)
     return torch.as_tensor(omegas, dtype=like.dtype, device=like.device).reshape(-1)
 
@@ -59,7 +63,7 @@ def slerp(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float]
     coordinate axis least aligned with z1 (deterministic; no vector is negated).
     """
     if z1.shape != z2.shape or z1.dim() != 1:
-        raise ValueError(f"slerp expects two (d,) vectors, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise InputError(f"slerp expects two (d,) vectors, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     w = _as_omegas(omegas, z1)[:, None]  # (T, 1)
     omega = angular_distance(z1, z2)
     if omega < EPS_PARALLEL:
@@ -76,14 +80,17 @@ def lerp(z1: torch.Tensor, z2: torch.Tensor, omegas: torch.Tensor | list[float] 
     """Linear interpolation (1-ω)·z1 + ω·z2, (T, d). Leaves the sphere unless
     ``renormalize`` (the ATNL* ablation and the baselines decode it as is)."""
     if z1.shape != z2.shape or z1.dim() != 1:
-        raise ValueError(f"lerp expects two (d,) vectors, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise InputError(f"lerp expects two (d,) vectors, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     w = _as_omegas(omegas, z1)[:, None]
     out = (1 - w) * z1 + w * z2
     return normalize(out) if renormalize else out
 
 
+Method = Literal["slerp", "lerp"]
+"""How a path between two latents is drawn (the CLI's and REST API's ``method``)."""
 INTERPOLATORS = {"slerp": slerp, "lerp": lerp}
 """Interpolation methods by the name the CLI and REST API use."""
+METHODS: tuple[Method, ...] = ("slerp", "lerp")
 
 
 def interpolate(
@@ -91,5 +98,26 @@ def interpolate(
 ) -> torch.Tensor:
     """Dispatch to ``slerp`` or ``lerp`` by name; (T, d)."""
     if method not in INTERPOLATORS:
-        raise ValueError(f"unknown interpolation method {method!r}; expected one of {sorted(INTERPOLATORS)}")
+        raise InputError(f"unknown interpolation method {method[:64]!r}; expected one of {list(METHODS)}", field="method")
     return INTERPOLATORS[method](z1, z2, omegas)
+
+
+def latent_path(
+    c1: torch.Tensor, c2: torch.Tensor, omegas: torch.Tensor | list[float] | int, method: str, spherical: bool
+) -> torch.Tensor:
+    """The path rule every caller uses: (T, d) decoder codes between codes ``c1`` and ``c2`` (d,).
+
+    Spherical models: slerp or lerp of their unit latents (lerp is decoded off the
+    sphere, as the paper's ATNL* ablation). Euclidean codes: lerp as is, or for slerp
+    the direction slerped and the length lerped (White, 2016), so the path keeps
+    the codes' scale."""
+    if spherical or method != "slerp":
+        return interpolate(c1, c2, omegas, method)
+    w = _as_omegas(omegas, c1)
+    lengths = (1 - w) * c1.norm() + w * c2.norm()  # (T,)
+    return interpolate(normalize(c1), normalize(c2), w, "slerp") * lengths[:, None]
+
+
+def default_method(spherical: bool) -> Method:
+    """slerp on the sphere (ATNL); lerp for Euclidean codes (the baselines' own path)."""
+    return "slerp" if spherical else "lerp"

@@ -18,15 +18,17 @@ Every sample carries its label, its two source indices and ω.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 
-from models.geometry import interpolate, normalize, slerp
+from models.errors import InputError
+from models.geometry import default_method, latent_path, normalize, slerp
 from models.networks import SemanticAutoencoder
 
-STRATEGIES = ("same", "ordinal", "both", "restyle", "mixed")
-DEFAULT_STRATEGY = "restyle"
+Strategy = Literal["same", "ordinal", "both", "restyle", "mixed"]
+STRATEGIES: tuple[Strategy, ...] = ("same", "ordinal", "both", "restyle", "mixed")
+DEFAULT_STRATEGY: Strategy = "restyle"
 """The strategy of models with an order circle (atnl) when a request names none."""
 SAME_OMEGA = (0.2, 0.8)
 """ω range of same-label slerps: away from the endpoints, which would be copies."""
@@ -45,7 +47,7 @@ STRATEGY_NOTES = {
 """One line per strategy, for reports."""
 
 
-def default_strategy(model: SemanticAutoencoder) -> str:
+def default_strategy(model: SemanticAutoencoder) -> Strategy:
     """The strategy a request that names none gets, and that the benches measure a model with:
     ``DEFAULT_STRATEGY`` where the model has an order circle (atnl), else ``both``, the
     slerp/lerp strategy every family can serve (the Euclidean baselines)."""
@@ -65,14 +67,14 @@ class HallucinatedSample:
 def quotas(num_labels: int, per_class: int | None, n: int | None) -> list[int]:
     """Images to make for each label: ``per_class`` each, or ``n`` split evenly."""
     if (per_class is None) == (n is None):
-        raise ValueError("give exactly one of per_class and n")
+        raise InputError("give per_class or n (exactly one of per_class and n)", field="per_class")
     if per_class is not None:
         if per_class < 1:
-            raise ValueError(f"per_class must be >= 1, got {per_class}")
+            raise InputError(f"per_class must be >= 1, got {per_class}", field="per_class")
         return [per_class] * num_labels
     assert n is not None
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InputError(f"n must be >= 1, got {n}", field="n")
     return [n // num_labels + (1 if k < n % num_labels else 0) for k in range(num_labels)]
 
 
@@ -83,7 +85,7 @@ def makeable_labels(labels: torch.Tensor, num_labels: int, strategy: str) -> lis
     present = set(labels.tolist())
     out = [k for k in range(num_labels) if k in present or (strategy != "same" and k - 1 in present and k + 1 in present)]
     if not out:
-        raise ValueError("no examples to hallucinate from")
+        raise InputError("no examples to hallucinate from", field="files")
     return out
 
 
@@ -110,7 +112,7 @@ class Job(NamedTuple):
 def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[Job]:
     """The jobs that make ``counts[k]`` images of each label k."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy[:64]!r}", field="strategy")
     pools = [(labels == k).nonzero().squeeze(1) for k in range(num_labels)]
     everyone = torch.arange(len(labels))
     out: list[Job] = []
@@ -126,7 +128,7 @@ def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str
         else:
             n_ord = 0
         if n_ord + n_restyle < count and not same_ok:
-            raise ValueError(f"label {k} has no examples and no examples on both sides to interpolate from")
+            raise InputError(f"label {k} has no examples and no examples on both sides to interpolate from", field="labels")
         for _ in range(n_restyle):
             i = _pick(pools[k], g)
             donors = everyone[everyone != i]
@@ -164,11 +166,11 @@ def hallucinate(
     Spherical models slerp their unit latents; Euclidean baselines lerp their codes.
     Same ``seed``, same inputs -> the same samples."""
     if images.dim() != 4 or labels.shape != (images.shape[0],):
-        raise ValueError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+        raise InputError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
-        raise ValueError(f"labels must be in [0, {num_labels})")
+        raise InputError(f"labels must be in [0, {num_labels})", field="labels")
     if strategy in ("restyle", "mixed") and not (model.cfg.spherical and model.cfg.num_labels >= 2):
-        raise ValueError(f"strategy {strategy!r} needs a model with an order circle (family atnl)")
+        raise InputError(f"strategy {strategy!r} needs a model with an order circle (family atnl)", field="strategy")
     g = torch.Generator().manual_seed(seed)
     makeable = makeable_labels(labels, num_labels, strategy)
     counts = [0] * num_labels
@@ -176,8 +178,14 @@ def hallucinate(
         counts[k] = count
     jobs = plan(labels, num_labels, counts, strategy, g)
     codes = model.code(images)  # (N, d)
-    method = "slerp" if model.cfg.spherical else "lerp"
-    z = [restyled(codes[j.i], codes[j.j], j.omega) if j.restyle else interpolate(codes[j.i], codes[j.j], [j.omega], method)
-         for j in jobs]  # fmt: skip
+    spherical = model.cfg.spherical
+    method = default_method(spherical)
+
+    def code_of(j: Job) -> torch.Tensor:
+        if j.restyle:
+            return restyled(codes[j.i], codes[j.j], j.omega)
+        return latent_path(codes[j.i], codes[j.j], [j.omega], method, spherical)
+
+    z = [code_of(j) for j in jobs]
     decoded = model.decode(torch.cat(z)) if jobs else images[:0]
     return [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]

@@ -18,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from models.augment import jitter
 from models.data import ImageSet
 from models.errors import InputError
-from models.geometry import interpolate
+from models.geometry import latent_path
 from models.hallucination import default_strategy, hallucinate
 from models.judge import JudgeCNN, get_judge
 from models.networks import SemanticAutoencoder
@@ -119,7 +119,7 @@ def semantic_path_score(
     correct = judge.predict(x) == y
     pairs = sample_pairs(y, correct, num_pairs, seed)
     codes = batched(model.code, x)
-    paths = torch.stack([interpolate(codes[i], codes[j], frames, method) for i, j in pairs])  # (P, T, d)
+    paths = torch.stack([latent_path(codes[i], codes[j], frames, method, model.cfg.spherical) for i, j in pairs])  # (P, T, d)
     decoded = batched(model.decode, paths.reshape(-1, paths.shape[-1]))
     judged = judge.predict(decoded).reshape(len(pairs), frames).tolist()
     scores = [path_passes(p, int(y[i]), int(y[j])) for p, (i, j) in zip(judged, pairs, strict=True)]

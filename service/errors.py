@@ -1,8 +1,9 @@
 """Domain errors of the service, and the one place they become HTTP responses.
 
-Routes, the engine, the store and the job code raise these (or let ``models``
-raise ValueError-family errors); ``install_problem_handlers`` turns them into
-``application/problem+json`` (RFC 9457) at the edge.
+Routes, the engine, the store and the job code raise these, and ``models`` raises
+``models.errors.InputError`` for input a caller can fix; ``install_problem_handlers``
+turns both into ``application/problem+json`` (RFC 9457) at the edge, 422 for either
+kind of bad input. Any other exception is a bug: 500, logged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.errors import InputError
 
 PROBLEM_JSON = "application/problem+json"
 MAX_LISTED_ERRORS = 20
@@ -139,6 +142,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra)
+
+    @app.exception_handler(InputError)
+    async def model_input_error(request: Request, exc: InputError) -> JSONResponse:
+        """``models`` refusing caller-fixable input: 422, the same as ``InvalidInput``."""
+        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
+        return problem(InvalidInput.status, InvalidInput.title, redact_paths(str(exc)), request.url.path, None, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,23 +1,26 @@
-"""Multipart inputs of the inference routes: uploads within limits, labels, options.
+"""Multipart inputs of the inference routes that FastAPI's typed form fields cannot
+check alone: uploads within limits, labels named by the model, and options given
+in the query string.
 
-Options (steps, method, format, preprocess, ...) are form fields; the same
-names are also read from the query string when the form does not carry them.
+Options (steps, method, format, preprocess, ...) are typed form fields; a name the
+form does not carry may also come from the query string (``/v1/interpolate?format=gif``).
+``QueryOptionsRoute`` merges those into the parsed form, so FastAPI validates them
+once, by the same declaration, whichever way they came.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from fastapi import Request, UploadFile
+from fastapi import Request, Response, UploadFile
+from fastapi.routing import APIRoute
+from starlette.datastructures import FormData
 
 from service.errors import InvalidInput, PayloadTooLarge
 from service.settings import Settings
 
-T = TypeVar("T")
-PREPROCESS = ("mnist", "none")
-"""``mnist``: DESIGN §5 preprocessing (default); ``none``: grey + resize only."""
 SEED_MAX = 2**32 - 1
 """Largest ``seed``: the range every generator (numpy, torch) accepts the same way."""
 
@@ -25,12 +28,6 @@ SEED_MAX = 2**32 - 1
 def upload_fields(name: str, count: int) -> list[str]:
     """How errors name each of ``count`` uploads of form field ``name``: files[0], files[1], ..."""
     return [f"{name}[{k}]" for k in range(count)]
-
-
-def bounded(name: str, value: int, lo: int, hi: int) -> int:
-    if not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be between {lo} and {hi}, got {value}", field=name)
-    return value
 
 
 async def read_uploads(files: Sequence[UploadFile], settings: Settings, field: str = "files") -> list[bytes]:
@@ -52,25 +49,6 @@ async def read_uploads(files: Sequence[UploadFile], settings: Settings, field: s
             raise InvalidInput(f"{name} is empty", field=field)
         out.append(data)
     return out
-
-
-def option(request: Request, name: str, form_value: T | None, parse: Callable[[str], T], default: T) -> T:
-    """The form value, else the query parameter ``name`` parsed, else ``default``."""
-    if form_value is not None:
-        return form_value
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return parse(raw)
-    except ValueError as e:
-        raise InvalidInput(f"query parameter {name}={raw[:64]!r} is not valid: {e}", field=name) from e
-
-
-def choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise InvalidInput(f"{name} must be one of {list(allowed)}, got {value[:64]!r}", field=name)
-    return value
 
 
 def parse_labels(raw: Sequence[str], label_names: list[str], count: int) -> list[int]:
@@ -99,3 +77,26 @@ def parse_labels(raw: Sequence[str], label_names: list[str], count: int) -> list
         shown = [n[:32] for n in unknown[:10]]
         raise InvalidInput(f"unknown labels {shown}; this model's labels are {label_names}", field="labels")
     return [index[n] for n in names]
+
+
+class QueryOptionsRequest(Request):
+    """A request whose form also holds the query parameters the body does not carry."""
+
+    async def _get_form(self, **limits: Any) -> FormData:
+        form = await super()._get_form(**limits)
+        extra = [(k, v) for k, v in self.query_params.multi_items() if k not in form]
+        if extra:
+            self._form = form = FormData([*form.multi_items(), *extra])
+        return form
+
+
+class QueryOptionsRoute(APIRoute):
+    """The route class of the inference router: handlers see a ``QueryOptionsRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_query_options(request: Request) -> Response:
+            return await handler(QueryOptionsRequest(request.scope, request.receive))
+
+        return with_query_options

@@ -59,6 +59,17 @@ class DecodeLimits:
     """Bytes in memory once decoded and converted to its working mode (ATNL_MAX_DECODED_BYTES)."""
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request's pictures may cost, in and out (see service.settings)."""
+
+    image: DecodeLimits
+    max_request_decoded_bytes: int
+    """All of a request's images decoded together (ATNL_MAX_REQUEST_DECODED_BYTES)."""
+    gif_frame_ms: int
+    """How long each frame of an answered GIF shows (ATNL_GIF_FRAME_MS)."""
+
+
 def working_mode(img: Image.Image) -> str:
     """The mode ``img`` is converted to right after decoding (see WORKING_MODES)."""
     if img.mode in KEPT_MODES:
@@ -270,25 +281,17 @@ def gif_bytes(images: Sequence[np.ndarray], frame_ms: int) -> bytes:
     return buf.getvalue()
 
 
-@dataclass
-class LabelledImage:
-    image: np.ndarray
-    """(C, H, W) in [0, 1]."""
-    label: str
-    sources: tuple[int, int]
-    omega: float
-
-
-def zip_bytes(samples: Sequence[LabelledImage]) -> bytes:
-    """A zip of ``images/NNNNN.png`` plus ``labels.csv`` (file, label, source_i, source_j, omega)."""
+def zip_bytes(pngs: Sequence[bytes], rows: Sequence[tuple[str, tuple[int, int], float]]) -> bytes:
+    """A zip of ``images/NNNNN.png`` plus ``labels.csv`` (file, label, source_i, source_j, omega),
+    one (label name, sources, ω) row per PNG."""
     buf = io.BytesIO()
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["file", "label", "source_i", "source_j", "omega"])
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for k, s in enumerate(samples):
+        for k, (png, (label, sources, omega)) in enumerate(zip(pngs, rows, strict=True)):
             name = f"images/{k:05d}.png"
-            zf.writestr(name, png_bytes(s.image))
-            writer.writerow([name, s.label, s.sources[0], s.sources[1], f"{s.omega:.6f}"])
+            zf.writestr(name, png)
+            writer.writerow([name, label, sources[0], sources[1], f"{omega:.6f}"])
         zf.writestr("labels.csv", table.getvalue())
     return buf.getvalue()

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.geometry import EPS_ANTIPODAL, EPS_PARALLEL, angular_distance, interpolate, lerp, normalize, slerp
+from models.errors import InputError
+from models.geometry import EPS_ANTIPODAL, EPS_PARALLEL, angular_distance, interpolate, latent_path, lerp, normalize, slerp
 
 DIMS = st.integers(min_value=2, max_value=16)
 
@@ -222,3 +223,17 @@ def test_interpolate_rejects_unknown_methods(method: str) -> None:
     z = torch.tensor([1.0, 0.0])
     with pytest.raises(ValueError, match="unknown interpolation method"):
         interpolate(z, z, 3, method)
+
+
+def test_latent_path_keeps_the_sphere_for_spherical_codes_and_the_scale_for_euclidean_ones() -> None:
+    g = torch.Generator().manual_seed(0)
+    u, v = normalize(torch.randn(6, generator=g)), normalize(torch.randn(6, generator=g))
+    assert torch.equal(latent_path(u, v, 5, "slerp", spherical=True), slerp(u, v, 5))
+    assert torch.equal(latent_path(u, v, 5, "lerp", spherical=True), lerp(u, v, 5))
+    a, b = 2.0 * u, 4.0 * v  # Euclidean codes of lengths 2 and 4
+    assert torch.equal(latent_path(a, b, 5, "lerp", spherical=False), lerp(a, b, 5))
+    path = latent_path(a, b, 5, "slerp", spherical=False)  # direction slerped, length lerped (White, 2016)
+    assert torch.allclose(path.norm(dim=1), torch.tensor([2.0, 2.5, 3.0, 3.5, 4.0]))
+    assert torch.allclose(normalize(path), slerp(u, v, 5), atol=1e-6)
+    with pytest.raises(InputError, match="unknown interpolation method"):
+        latent_path(a, b, 5, "cubic", spherical=False)
