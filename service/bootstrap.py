@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import sys
+from typing import Any
 
 from service.settings import get_settings
 from service.store import ModelStore, new_model_id
@@ -41,7 +42,7 @@ def bootstrap_default_model(store: ModelStore, device: str) -> str | None:
             model_id,
         )
 
-        def on_progress(p: dict) -> None:
+        def on_progress(p: dict[str, Any]) -> None:
             if p["step"] == p["steps"]:
                 log.info("default model: epoch %d/%d loss %.4f", p["epoch"], p["epochs"], p["loss"])
 

@@ -184,7 +184,7 @@ def to_grey(img: Image.Image) -> np.ndarray:
         visible = alpha > 0.5
         ink_is_dark = float(grey[visible].mean()) < 0.5 if visible.any() else True
         paper = 1.0 if ink_is_dark else 0.0
-        return (grey * alpha + paper * (1 - alpha)).astype(np.float32)
+        return np.asarray(grey * alpha + paper * (1 - alpha), dtype=np.float32)
     if img.mode == "F":  # 16- and 32-bit integer images, already scaled to [0, 1] by open_image
         return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0

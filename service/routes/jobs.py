@@ -64,4 +64,4 @@ def get_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobView:
 @router.delete("/jobs/{job_id}", response_model=CancelResponse, dependencies=[TokenDep])
 def cancel_job(job_id: str, conn: RedisDep) -> CancelResponse:
     """Cancel a queued job, or stop a running one."""
-    return CancelResponse(id=job_id, status=jobs.cancel(conn, job_id))  # type: ignore[arg-type]
+    return CancelResponse(id=job_id, status=jobs.cancel(conn, job_id))
