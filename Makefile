@@ -24,7 +24,18 @@ serve: setup
 worker: setup
 	$(BIN)/atnl worker
 
-test: setup
+# Chromium for the Playground's browser tests: Debian's package, driven by Playwright (which
+# downloads no browser of its own). Quiet, skipped when one is on PATH, and never fails the
+# build: without apt, root or the network the browser tests skip and say why.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  apt="$$( [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo -n apt-get )"; export DEBIAN_FRONTEND=noninteractive; \
+	  $$apt install -y -qq chromium >/dev/null 2>&1 || \
+	  { $$apt update -qq >/dev/null 2>&1 && $$apt install -y -qq chromium >/dev/null 2>&1; }; \
+	} || echo "make: could not install chromium; the Playground's browser tests will skip"
+
+test: setup browser
 	$(BIN)/pytest -q
 
 lint: setup

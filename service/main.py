@@ -20,7 +20,7 @@ from service.engine import Engine
 from service.errors import install_problem_handlers
 from service.limits import BodyLimits
 from service.metrics import RequestMetrics
-from service.routes import health, inference, models
+from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
 from service.store import ModelStore
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for router in (health.router, models.router, inference.router, job_routes.router):
         app.include_router(router)
+    app.include_router(playground.router)
 
     app.add_middleware(BodyLimits, settings=app.state.settings)
     app.add_middleware(RequestMetrics)  # outermost of ours: counts the limits' 413s too

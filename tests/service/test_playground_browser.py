@@ -1,0 +1,306 @@
+"""The Playground in a real headless Chromium (Debian's ``chromium``, driven by Playwright),
+against real ``atnl serve`` and ``atnl worker`` processes on the tiny checkpoint: draw two
+digits and slide ω, pick test images by keyboard, see an API error's detail, hallucinate and
+count the grid, click two map points, activate a model, start a training job, watch its
+progress and cancel it, and draw by touch on a phone-sized screen.
+
+Screenshots go to ``var/test-artifacts/playground/`` (or ``$ATNL_TEST_ARTIFACTS/playground``).
+Without a browser (no Chromium, and ``make test`` could not install one) these tests skip,
+saying so; everything else about the page is checked in test_playground.py.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.store import ModelStore
+from tests.service.helpers import free_port
+from tests.service.images import png_of
+from tests.service.test_e2e import compose_command, wait_for
+
+pytestmark = pytest.mark.e2e
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: `make test` installs the dev extra")
+expect = sync_api.expect
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("ATNL_TEST_ARTIFACTS", ROOT / "var" / "test-artifacts")) / "playground"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+"""Executables tried in order, after $ATNL_CHROMIUM."""
+WAIT_MS = 60_000
+"""Longest wait for one thing on the page (a loaded 2-core machine; most take well under a second)."""
+expect.set_options(timeout=WAIT_MS)
+JOB_WAIT_MS = 180_000
+"""Longest wait for the worker to start training (it imports torch and loads the data first)."""
+
+ZERO = [(0.5 + 0.2 * math.sin(t), 0.5 - 0.3 * math.cos(t)) for t in (i * 2 * math.pi / 24 for i in range(25))]
+SEVEN = [(0.28, 0.2), (0.72, 0.2), (0.45, 0.85)]
+"""Strokes in [0, 1]² of a pad: a 0 and a 7."""
+
+
+def chromium() -> str | None:
+    given = os.environ.get("ATNL_CHROMIUM")
+    return given or next((exe for name in BROWSERS if (exe := shutil.which(name))), None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    exe = chromium()
+    if exe is None:
+        pytest.skip("no Chromium here and `make test` could not install one (apt-get install chromium): browser tests skipped")
+    with sync_api.sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(redis_url: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``atnl serve`` and ``atnl worker`` (the commands docker-compose.yml runs) on a store holding
+    the tiny checkpoint twice: ``tiny`` (active) and ``tiny-b``."""
+    tmp = tmp_path_factory.mktemp("playground")
+    store = tmp / "store"
+    for model_id in ("tiny", "tiny-b"):
+        shutil.copytree(tiny_checkpoint, store / model_id)
+    ModelStore(store).set_active("tiny")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/2",  # its own database: other tests flush theirs
+        "ATNL_MODEL_STORE": str(store),
+        "ATNL_HOST": "127.0.0.1",
+        "ATNL_PORT": str(port),
+        "ATNL_DEVICE": "cpu",
+        "ATNL_BOOTSTRAP_DEFAULT_MODEL": "false",
+        "ATNL_PROGRESS_INTERVAL_SECONDS": "0.3",
+    }
+    env.pop("ATNL_API_TOKEN", None)
+    procs = []
+    for name in ("worker", "api"):
+        log = open(tmp / f"{name}.log", "w")
+        procs.append((subprocess.Popen(compose_command(name), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp), log))
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        for proc, _ in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"{proc.args} exited with {proc.returncode}; logs in {tmp}")
+        try:
+            return httpx.get(base + "/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, "atnl serve to load the tiny model", timeout=120)
+        yield base
+    finally:
+        for proc, log in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def open_page(browser, base: str, **context_args):
+    """A fresh page on the Playground, loaded (the latent map drawn), and what it did wrong so far."""
+    context = browser.new_context(accept_downloads=True, **context_args)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    page.on("request", lambda r: r.url.startswith((base, "data:", "blob:")) or problems.append(f"fetched {r.url}"))
+    page.goto(base + "/")
+    page.locator("#map-points .pt").first.wait_for()
+    return page, problems
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator:
+    page, problems = open_page(browser, server, viewport={"width": 1280, "height": 900})
+    yield page
+    page.context.close()
+    assert not problems, problems  # no script error, nothing fetched from another origin
+
+
+def screenshot(target, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def draw(page, selector: str, stroke: list[tuple[float, float]]) -> None:
+    """One mouse stroke through ``stroke`` (fractions of the element's box)."""
+    box = page.locator(selector).bounding_box()
+    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for x, y in at[1:]:
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
+
+
+def touch_draw(page, selector: str, stroke: list[tuple[float, float]]) -> None:
+    """One finger stroke, as a phone's touch screen sends it (CDP touch events)."""
+    box = page.locator(selector).bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    points = [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]} for x, y in stroke]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [points[0]]})
+    for point in points[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def strip_omegas(page, selector: str) -> list[str]:
+    return page.locator(f"{selector} li span").all_inner_texts()
+
+
+def test_draw_two_digits_and_slide_omega(page) -> None:
+    draw(page, "#canvas-a", ZERO)
+    draw(page, "#canvas-b", SEVEN)
+    expected = [f"ω {k / 7:.2f}" for k in range(8)]
+    expect(page.locator("#strip-slerp li")).to_have_count(8)
+    expect(page.locator("#strip-lerp li")).to_have_count(8)
+    assert strip_omegas(page, "#strip-slerp") == expected and strip_omegas(page, "#strip-lerp") == expected
+
+    live = page.locator("#live-slerp")
+    expect(live).to_have_attribute("data-omega", "0.50")
+    page.locator("#omega").focus()
+    page.keyboard.press("Home")
+    expect(live).to_have_attribute("data-omega", "0.00")
+    expect(live).to_have_attribute("src", re.compile("^data:image/png"))
+    at_start = live.get_attribute("src")
+    page.keyboard.press("End")
+    expect(live).to_have_attribute("data-omega", "1.00")
+    expect(live).not_to_have_attribute("src", at_start)  # decoded again: the image changed
+    expect(page.locator("#omega-value")).to_have_text("1.00")
+    screenshot(page, "morph")
+
+    with page.expect_download() as download:
+        page.click("#download-gif")
+    assert download.value.suggested_filename == "morph-slerp.gif"
+    assert Path(download.value.path()).read_bytes()[:6] == b"GIF89a"
+
+
+def test_pick_test_images_with_the_keyboard(page) -> None:
+    page.locator("#picker summary").focus()
+    page.keyboard.press("Enter")  # opens the gallery
+    expect(page.locator("#gallery button")).to_have_count(60)  # 6 test images a label
+    page.locator('#gallery button[data-label="1"]').first.focus()
+    page.keyboard.press("Enter")  # into Start; the next pick goes to End
+    expect(page.locator('input[name="pick-into"][value="b"]')).to_be_checked()
+    page.locator('#gallery button[data-label="6"]').first.focus()
+    page.keyboard.press(" ")
+    expect(page.locator("#strip-slerp li")).to_have_count(8)
+    expect(page.locator("#morph-error")).to_be_empty()
+
+
+def test_an_api_error_shows_its_problem_detail(page, server: str, digits) -> None:
+    page.fill("#steps", "1")
+    draw(page, "#canvas-a", ZERO)
+    draw(page, "#canvas-b", SEVEN)
+    files = {"start": ("a.png", png_of(digits[0][0]), "image/png"), "end": ("b.png", png_of(digits[7][0]), "image/png")}
+    problem = httpx.post(server + "/v1/interpolate", files=files, data={"steps": "1"}, timeout=30).json()
+    assert "steps" in problem["detail"], problem
+    expect(page.locator("#morph-error")).to_have_text(problem["detail"])
+
+
+def test_hallucinate_and_count_the_grid(page) -> None:
+    page.fill("#hall-pick-labels", "3,7,9")
+    page.fill("#hall-pick-count", "2")
+    page.click("#hall-pick")
+    expect(page.locator("#fewshot li")).to_have_count(6)
+    page.fill("#per-class", "3")
+    with page.expect_response("**/v1/hallucinate") as answer:
+        page.click("#hall-run")
+    made = answer.value.json()["images"]
+    expect(page.locator(".hall-group .made img")).to_have_count(len(made))
+    groups = page.locator(".hall-group")
+    labels = [groups.nth(i).get_attribute("data-label") for i in range(groups.count())]
+    assert {"3", "7", "9"} <= set(labels) and labels == sorted(labels, key=int)  # grouped, in label order
+    for i, label in enumerate(labels):
+        group = groups.nth(i)
+        assert group.locator(".made img").count() == 3, label  # per_class of each label made
+        assert group.locator(".sources img").count() == (2 if label in {"3", "7", "9"} else 0), label  # its examples beside it
+    screenshot(page.locator("#hallucinate"), "hallucinate")
+
+    with page.expect_download() as download:
+        page.click("#hall-zip")
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        assert len(archive.read("labels.csv").decode().splitlines()) == len(made) + 1
+
+
+CLICKABLE_POINTS = """() => Array.from(document.querySelectorAll('#map-points .pt')).flatMap((dot) => {
+  const r = dot.getBoundingClientRect(), x = r.x + r.width / 2, y = r.y + r.height / 2;
+  return document.elementFromPoint(x, y) === dot ? [{x, y, label: dot.dataset.label, index: dot.dataset.index}] : [];
+})"""
+"""Points a click at their centre would hit (not under another point), in viewport pixels."""
+
+
+def test_click_two_map_points_to_morph(page) -> None:
+    expect(page.locator("#map-points .pt")).to_have_count(1000)
+    expect(page.locator("#map-svg .tick")).to_have_count(10)  # the order circle's labels
+    page.locator("#map-svg").scroll_into_view_if_needed()
+    points = page.evaluate(CLICKABLE_POINTS)
+    first = min(points, key=lambda p: int(p["label"]))
+    second = max(points, key=lambda p: int(p["label"]))
+    page.mouse.click(first["x"], first["y"])
+    expect(page.locator("#map-picked")).to_contain_text("now click a second point")
+    page.mouse.click(second["x"], second["y"])
+    expect(page.locator("#map-picked")).to_have_text(
+        f"From label {first['label']} (#{first['index']}) to label {second['label']} (#{second['index']})."
+    )
+    expect(page.locator("#map-strip li")).to_have_count(10)
+    expect(page.locator("#map-paths .path-slerp")).to_have_count(1)
+    expect(page.locator("#map-points .picked")).to_have_count(2)
+    screenshot(page.locator("#map"), "map")
+
+
+def test_activate_a_model_then_train_and_cancel(page) -> None:
+    expect(page.locator("#model-table tbody tr")).to_have_count(2)
+    expect(page.locator('tr[data-model="tiny"] .badge')).to_have_text("active")
+    expect(page.locator("#token-row")).to_be_hidden()  # no token on this server
+    page.click('tr[data-model="tiny-b"] button')
+    expect(page.locator("#model-id")).to_have_text("tiny-b")
+    expect(page.locator('tr[data-model="tiny-b"] .badge')).to_have_text("active")
+    expect(page.locator("#map-caption")).to_contain_text("model tiny-b")
+
+    page.fill("#train-epochs", "50")
+    page.fill("#train-latent", "8")
+    page.click("#train-start")
+    expect(page.locator("#job")).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#job-progress').value > 0", timeout=JOB_WAIT_MS)
+    expect(page.locator("#job-status")).to_have_text("started")
+    expect(page.locator("#job-progress-label")).to_contain_text("epoch 1/50")
+    screenshot(page.locator("#models"), "training")
+    page.click("#job-cancel")
+    expect(page.locator("#job-status")).to_have_text("stopped", timeout=JOB_WAIT_MS)
+    expect(page.locator("#job-cancel")).to_be_disabled()
+
+
+def test_phone_sized_screen_and_touch(browser, server: str) -> None:
+    page, problems = open_page(browser, server, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        touch_draw(page, "#canvas-a", ZERO)
+        page.click("#picker summary")
+        page.check('input[name="pick-into"][value="b"]')
+        page.locator('#gallery button[data-label="7"]').first.tap()
+        expect(page.locator("#strip-slerp li")).to_have_count(8)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page is wider than the screen: {width}"
+        screenshot(page.locator("#morph"), "phone")
+    finally:
+        page.context.close()
+    assert not problems, problems
