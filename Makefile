@@ -52,5 +52,11 @@ bench: setup
 	$(BIN)/atnl bench fewshot --out reports/
 	$(BIN)/atnl bench service --out reports/
 
+# Builds the images and runs docker-compose.yml end to end on this machine, then removes the
+# stack (root; minutes; not part of `make test`): README, "docker compose".
+.PHONY: compose-test
+compose-test: setup
+	$(BIN)/python scripts/compose_test.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
