@@ -3,7 +3,8 @@
 Routes, the engine, the store and the job code raise these, and ``models`` raises
 ``models.errors.InputError`` for input a caller can fix; ``install_problem_handlers``
 turns both into ``application/problem+json`` (RFC 9457) at the edge, 422 for either
-kind of bad input. Any other exception is a bug: 500, logged.
+kind of bad input. Any other exception is a bug: 500, logged. Routes document the
+errors they can give with ``problems(...)`` (docs/API.md §3).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,8 +20,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InputError
+from service.http_methods import allowed_methods
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+"""The one error schema (service.schemas.Problem), added to the OpenAPI components by service.openapi."""
 MAX_LISTED_ERRORS = 20
 """Validation errors listed in one answer: a body with 10^5 bad items gets a short reply."""
 log = logging.getLogger("atnl.service")
@@ -43,6 +47,8 @@ class ServiceError(Exception):
     title: str = "Internal error"
     headers: dict[str, str] | None = None
     """Extra response headers (Retry-After, ...)."""
+    documented_headers: ClassVar[dict[str, str]] = {}
+    """The headers this error's answers carry, with what each says (for OpenAPI)."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         """``extra`` goes into the problem body; ``field`` there names the input at fault."""
@@ -52,7 +58,8 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    """A request that is well-formed HTTP but asks for something impossible."""
+    """A field missing, of the wrong type or out of its bounds (`errors` lists each), or a request
+    the service cannot do (`field` names the input)."""
 
     status = 422
     title = "Invalid input"
@@ -65,11 +72,15 @@ class BadImage(InvalidInput):
 
 
 class PayloadTooLarge(ServiceError):
+    """A body, file, field, image or count over its limit; the detail names the ATNL_* setting."""
+
     status = 413
     title = "Payload too large"
 
 
 class UnsupportedMediaType(ServiceError):
+    """A JSON endpoint sent a body that is not application/json."""
+
     status = 415
     title = "Unsupported media type"
 
@@ -82,11 +93,15 @@ class ModelNotReady(ServiceError):
 
 
 class ModelNotFound(ServiceError):
+    """No checkpoint of that id in the model store, or one that cannot be loaded."""
+
     status = 404
     title = "Model not found"
 
 
 class JobNotFound(ServiceError):
+    """No job of that id (never made, or expired after ATNL_RESULT_TTL_SECONDS / ATNL_FAILURE_TTL_SECONDS)."""
+
     status = 404
     title = "Job not found"
 
@@ -110,6 +125,7 @@ class QueueFull(ServiceError):
 
     status = 503
     title = "Training queue full"
+    documented_headers: ClassVar[dict[str, str]] = {"Retry-After": "Seconds to wait (ATNL_QUEUE_RETRY_AFTER_SECONDS)."}
 
     def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
         super().__init__(detail, **extra)
@@ -117,8 +133,11 @@ class QueueFull(ServiceError):
 
 
 class Unauthorized(ServiceError):
+    """ATNL_API_TOKEN is set and the request lacks `Authorization: Bearer <token>`, or the token is wrong."""
+
     status = 401
     title = "Unauthorized"
+    documented_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "`Bearer`: the scheme to use."}
 
 
 class Forbidden(ServiceError):
@@ -157,11 +176,38 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors: 404 (no such path), 405 (with the path's Allow), 400 (a body that cannot be parsed)."""
         title = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem(exc.status_code, title, detail, request.url.path)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        return problem(exc.status_code, title, detail, request.url.path, headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         return problem(500, "Internal error", f"{type(exc).__name__}: see the server log", request.url.path)
+
+
+OTHER_PROBLEMS = {400: "Bad Request: a multipart form that cannot be parsed."}
+"""What the statuses that no ServiceError stands for say, as ``problems`` documents them."""
+
+
+def problems(*kinds: type[ServiceError] | int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: each error it can give, as application/problem+json.
+
+    ``kinds`` are ServiceError classes (their status, title, first docstring line and headers)
+    or bare statuses of OTHER_PROBLEMS; several kinds of one status share one entry."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for kind in kinds:
+        if isinstance(kind, int):
+            status, text, headers = kind, OTHER_PROBLEMS[kind], {}
+        else:
+            doc = " ".join((kind.__doc__ or "").strip().split("\n\n")[0].split())
+            status, text, headers = kind.status, f"{kind.title}{': ' + doc if doc else '.'}", kind.documented_headers
+        entry = out.setdefault(status, {"description": "", "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}})
+        entry["description"] = " ".join(x for x in (entry["description"], text) if x)
+        for name, about in headers.items():
+            entry.setdefault("headers", {})[name] = {"description": about, "schema": {"type": "string"}}
+    return out

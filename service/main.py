@@ -13,13 +13,16 @@ import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from service import jobs, metrics
 from service.deps import is_loopback
 from service.engine import Engine
 from service.errors import install_problem_handlers
+from service.http_methods import ImplicitMethods
 from service.limits import BodyLimits
 from service.metrics import RequestMetrics
+from service.openapi import install_openapi
 from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
@@ -33,9 +36,14 @@ encode images to unit latents, decode latents, interpolate along great circles (
 hallucinate labelled few-shot data, and train new models as RQ jobs.
 
 Images in: PNG or JPEG (any size, mode, background); images out: PNG (base64 in JSON),
-PNG strips, animated GIF, zip. Errors: application/problem+json.
+PNG strips, animated GIF, zip. Errors: application/problem+json (the `Problem` schema).
 With ATNL_API_TOKEN set, POST /v1/train, POST /v1/models/{id}/activate and
-DELETE /v1/jobs/{id} need `Authorization: Bearer <token>`; everything else is open.
+DELETE /v1/jobs/{id} need `Authorization: Bearer <token>`; without one they answer
+loopback clients only. Everything else is open.
+
+This document is this deployment's: limits come from its ATNL_* settings, and the
+latent length and label names from its active model. The contract, with every
+setting, error and metric: docs/API.md.
 """
 
 
@@ -87,15 +95,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis.close()
 
 
+def operation_id(route: APIRoute) -> str:
+    """OpenAPI operationId: the route function's name (encode, get_job, ...), what generated clients call."""
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to the ATNL_* environment."""
-    app = FastAPI(title="ATNL service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="ATNL service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings = settings or get_settings()
     install_problem_handlers(app)
+    install_openapi(app)
     for router in (health.router, models.router, inference.router, job_routes.router):
         app.include_router(router)
     app.include_router(playground.router)
 
+    app.add_middleware(ImplicitMethods, routes=app.routes)
     app.add_middleware(BodyLimits, settings=app.state.settings)
     app.add_middleware(RequestMetrics)  # outermost of ours: counts the limits' 413s too
     return app

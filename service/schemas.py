@@ -1,21 +1,67 @@
-"""Request and response bodies of the REST API (DESIGN §5). Separate from internals."""
+"""Request and response bodies of the REST API (docs/API.md). Separate from internals.
+
+A field whose bound is a setting or a fact of the active model (most files, the latent
+length, the label names) carries a ``limit(...)`` marker; service.openapi writes the
+number into the OpenAPI document this deployment serves, so the schema a client sees is
+the validation it meets.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+import re
 import typing
 from dataclasses import MISSING, fields
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, create_model
 
 from models.families import FAMILIES
 from models.losses.angular_triplet_neighbor import MARGIN_SCHEDULES
 from models.training import LR_SCHEDULES, TrainConfig
+from service.datasets import DIRECTORY_KINDS
 from service.forms import SEED_MAX
 
 Png = str
 """A base64-encoded PNG image."""
+LIMIT = "x-limit"
+"""JSON-schema key of a bound this deployment fills in (service.openapi.LIMITS names each one)."""
+
+
+def limit(name: str) -> dict[str, Any]:
+    """``json_schema_extra`` marking a schema whose bound service.openapi fills in from the settings or model."""
+    return {LIMIT: name}
+
+
+def _integral(value: Any) -> Any:
+    """2.0 -> 2: JSON Schema's ``integer`` is any number with a zero fraction; other values pass unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def json_int(**bounds: Any) -> Any:
+    """An integer as JSON Schema means it (2 and 2.0 are, "2", 2.5 and true are not), within ``bounds``
+    (ge, le, ...; given here, before the validators, so that they show in the schema)."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_integral), Strict()]
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where: 'body', 'query' or 'path', then the field names and indices.")
+    msg: str
+
+
+class Problem(BaseModel):
+    """An error answer (RFC 9457), media type application/problem+json. Every 4xx and 5xx of the API has this shape."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+    type: str = Field(description="Always 'about:blank': the title and status say what happened.")
+    title: str = Field(description="Short, fixed per kind of error (e.g. 'Invalid input', 'Model not ready').")
+    status: int = Field(ge=400, le=599, description="The HTTP status, repeated.")
+    detail: str = Field(description="What went wrong with this request and, where it can, what to send instead.")
+    instance: str = Field(description="The request path.")
+    field: str | None = Field(None, description="The input at fault: a form field, 'files[2]', 'latents', 'body'.")
+    errors: list[ValidationIssue] | None = Field(None, description="Validation errors (at most 20), on 422s from validation.")
+    job_status: str | None = Field(None, description="On 409 from DELETE /v1/jobs/{id}: the status the job ended in.")
 
 
 class Health(BaseModel):
@@ -28,9 +74,18 @@ class EncodeResponse(BaseModel):
     latents: list[list[float]] = Field(description="(N, d) unit vectors, one per uploaded image, in upload order.")
 
 
+Coordinate = Annotated[float, Field(json_schema_extra=limit("coordinate"))]
+Latent = Annotated[list[Coordinate], Field(min_length=1, json_schema_extra=limit("latent"))]
+
+
 class DecodeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    latents: list[list[float]] = Field(min_length=1, description="(N, d) latent vectors, decoded as given.")
+    model_config = ConfigDict(extra="forbid", strict=True)
+    latents: list[Latent] = Field(
+        min_length=1,
+        description="(N, d) latent vectors, decoded as given: d is the active model's latent_dim, N at most "
+        "ATNL_MAX_LATENTS, each coordinate within ±ATNL_MAX_LATENT_ABS.",
+        json_schema_extra=limit("latents"),
+    )
 
 
 class DecodeResponse(BaseModel):
@@ -105,15 +160,18 @@ class CancelResponse(BaseModel):
     )
 
 
+TRAIN_CHOICES: dict[str, list[str]] = {
+    "family": sorted(FAMILIES),
+    "lr_schedule": list(LR_SCHEDULES),
+    "margin_schedule": list(MARGIN_SCHEDULES),
+    "device": ["auto", "cpu", "cuda"],
+}
+"""Training fields that take one of a few names."""
 TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
-    "family": {"json_schema_extra": {"enum": sorted(FAMILIES)}},
-    "lr_schedule": {"json_schema_extra": {"enum": list(LR_SCHEDULES)}},
-    "margin_schedule": {"json_schema_extra": {"enum": list(MARGIN_SCHEDULES)}},
-    "device": {"json_schema_extra": {"enum": ["auto", "cpu", "cuda"]}},
     "dataset": {"max_length": 1024},
     "epochs": {"ge": 1},  # and <= ATNL_MAX_TRAIN_EPOCHS, checked against the settings
     "batch_size": {"ge": 1},  # and <= ATNL_MAX_TRAIN_BATCH_SIZE
-    "latent_dim": {"ge": 1},  # and <= ATNL_MAX_TRAIN_LATENT_DIM
+    "latent_dim": {"ge": 1},  # and <= ATNL_MAX_TRAIN_LATENT_DIM; >= 3 for a spherical family
     "threads": {"ge": 0},  # and <= ATNL_MAX_TRAIN_THREADS
     "lr": {"gt": 0, "le": 1},
     "margin": {"ge": 0, "le": math.pi},
@@ -149,7 +207,7 @@ def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
         bounds = {"ge": 0, "le": MAX_LOSS_WEIGHT}
     elif kind in (int, float):
         bounds = {"ge": -MAX_OTHER_NUMBER, "le": MAX_OTHER_NUMBER}
-    elif kind is str:
+    elif kind is str and name not in TRAIN_CHOICES:
         bounds = {"max_length": MAX_OTHER_TEXT}
     else:
         bounds = {}
@@ -157,27 +215,52 @@ def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
         bounds["allow_inf_nan"] = False
     if name in TRAIN_SETTING_BOUNDS:
         bounds["description"] = f"at most {TRAIN_SETTING_BOUNDS[name][1]}"
+        bounds["json_schema_extra"] = limit(f"train.{name}")
+    if name == "dataset":
+        bounds["json_schema_extra"] = limit("dataset")
     return bounds
+
+
+def dataset_pattern(roots: list[Any]) -> str:
+    """The ``mnist-idx:DIR`` / ``folder:DIR`` specs a server with data roots takes: DIR below a root
+    (absolute, as configured or resolved) or relative to the first root, no segment all dots."""
+    segments = r"(/\.{0,2}[^/.\x00][^/\x00]*)*/?"
+    absolute = sorted({re.escape(str(r).rstrip("/")) for root in roots for r in (root, os.path.realpath(root))})
+    relative = r"\.{0,2}[^/.\x00][^/\x00]*" + segments
+    return rf"^({'|'.join(DIRECTORY_KINDS)}):(({'|'.join(absolute)}){segments}|{relative})$"
+
+
+def _spherical_latent_dim() -> dict[str, Any]:
+    """JSON Schema of TrainConfig's cross-field rule: latent_dim >= 3 when the family (given, or
+    the default) is spherical."""
+    spherical: list[str | None] = [name for name in sorted(FAMILIES) if FAMILIES[name].spherical]
+    condition: dict[str, Any] = {"required": ["family"], "properties": {"family": {"enum": spherical}}}
+    if FAMILIES[TrainConfig.family].spherical:  # unset or null: the default family
+        condition = {"properties": {"family": {"enum": [*spherical, None]}}}
+    return {"if": condition, "then": {"properties": {"latent_dim": {"minimum": 3}}}}
 
 
 def _train_request_model() -> type[BaseModel]:
     """TrainRequest: every TrainConfig field (optional, the library's defaults apply) plus ``activate``.
 
     Built from the dataclass so the API documents exactly what the library accepts, each
-    field with its bounds (TRAIN_FIELD_BOUNDS)."""
+    field with its bounds (TRAIN_FIELD_BOUNDS). Strict: JSON types as the schema says them
+    ("3" is not a number, 1 is not true), integers as JSON Schema means them (json_int)."""
     hints = typing.get_type_hints(TrainConfig)
     spec: dict[str, Any] = {}
     for f in fields(TrainConfig):
         bounds = _bounds_of(f.name, hints[f.name])
         default = f"default {f.default!r}" if f.default is not MISSING else None
         description = "; ".join(x for x in (default, bounds.pop("description", None)) if x) or None
-        kind = Literal[tuple(bounds["json_schema_extra"]["enum"])] if "json_schema_extra" in bounds else hints[f.name]
-        bounds.pop("json_schema_extra", None)
-        if hints[f.name] is int:
-            kind = StrictInt  # 2.0, "2" and true are not epochs
+        kind: Any = hints[f.name]
+        if f.name in TRAIN_CHOICES:
+            kind = Literal[tuple(TRAIN_CHOICES[f.name])]
+        elif kind is int:
+            kind = json_int(**{k: bounds.pop(k) for k in ("ge", "le") if k in bounds})
         spec[f.name] = (kind | None, Field(None, description=description, **bounds))
     spec["activate"] = (bool, Field(False, description="Make the new model the active one when the job finishes."))
-    return create_model("TrainRequest", __config__=ConfigDict(extra="forbid"), **spec)
+    config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_spherical_latent_dim())
+    return create_model("TrainRequest", __config__=config, **spec)
 
 
 TrainRequest = _train_request_model()
@@ -187,4 +270,4 @@ class ActivateRequest(BaseModel):
     """Body of POST /v1/models/{id}/activate: a JSON object (``{}``), so that a cross-site HTML
     form (which cannot send application/json) can never trigger a swap."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)

@@ -26,7 +26,20 @@ async def readyz(engine: EngineDep) -> Response:
     return JSONResponse(Health(status="ok", model_id=engine.current.id).model_dump())
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+PROMETHEUS_TEXT = CONTENT_TYPE_LATEST.split(";", 1)[0]
+"""text/plain: the Prometheus text exposition format (its version and charset are parameters)."""
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format (metric names: docs/API.md, Metrics).",
+            "content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def prometheus_metrics() -> Response:
     """Prometheus text format: requests, latency, batch sizes, jobs, model version."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,11 @@
 """Inference: encode, decode, interpolate, hallucinate.
 
-Each route parses its typed inputs (multipart form fields with their choices and
-defaults, visible in OpenAPI; options may also come in the query string, see
-service.forms), calls one ``Engine`` method (service/engine.py),
-and formats the record it gets back as JSON or a file.
+Each route parses its typed inputs (multipart form fields with their choices,
+defaults and bounds, visible in OpenAPI; options may also come in the query string,
+see service.forms), calls one ``Engine`` method (service/engine.py),
+and formats the record it gets back as JSON or a file. Each route lists the errors
+it can give (``problems``); bounds that are settings or facts of the model are
+``limit`` markers that service.openapi fills in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from models.geometry import Method
 from models.hallucination import Strategy
 from service.deps import EngineDep, SettingsDep
 from service.engine import BatchFormat, HallucinationPlan, MorphFormat, Uploads
+from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
 from service.schemas import (
@@ -26,19 +29,51 @@ from service.schemas import (
     HallucinatedImage,
     HallucinateResponse,
     InterpolateResponse,
+    limit,
 )
 
 router = APIRouter(prefix="/v1", tags=["inference"], route_class=QueryOptionsRoute)
 
-IMAGE_UPLOAD = {"contentMediaType": "image/png, image/jpeg"}
+IMAGE_TYPES = "image/png, image/jpeg"
+"""Media types of an image part (its Content-Type is not checked: the bytes are)."""
 PREPROCESS_DOC = (
     "mnist (default): invert light backgrounds, crop to the ink, centre by mass in 20x20 of 28x28; none: grey + resize only."
 )
+STEPS_DOC = "Frames, endpoints included (default ATNL_DEFAULT_STEPS; at most ATNL_MAX_STEPS)."
+IMAGE_DOC = "A PNG or JPEG image (image/png, image/jpeg), any size and mode, with some ink on it; at most ATNL_MAX_UPLOAD_BYTES."
+IMAGE_ERRORS = problems(400, PayloadTooLarge, InvalidInput, BadImage, ModelNotReady)
+"""What a multipart inference route can answer besides 200."""
+FILE_HEADERS = {
+    "X-Model-Id": {"description": "The model that answered (file formats only).", "schema": {"type": "string"}},
+    "Content-Disposition": {"description": "attachment; filename=... (zip only).", "schema": {"type": "string"}},
+}
 
-STEPS_DOC = "Frames, endpoints included (default ATNL_DEFAULT_STEPS, 8; at most ATNL_MAX_STEPS, 64)."
 
-Images = Annotated[list[UploadFile], File(description="PNG or JPEG images, any size and mode.", json_schema_extra=IMAGE_UPLOAD)]
+def only(given: str, left_out: str) -> dict[str, Any]:
+    """JSON Schema of a form that gives ``given`` and not ``left_out``."""
+    return {"required": [given], "properties": {left_out: False}}
+
+
+Images = Annotated[
+    list[UploadFile],
+    File(min_length=1, description=f"{IMAGE_DOC} One or more, at most ATNL_MAX_FILES.", json_schema_extra=limit("files")),
+]
 Preprocess = Annotated[Literal["mnist", "none"], Form(description=PREPROCESS_DOC)]
+
+
+def multipart(*images: str, **constraints: Any) -> dict[str, Any]:
+    """``openapi_extra`` of a multipart route: the media types of its image parts, and JSON Schema
+    keywords over the whole form (``oneOf`` ...), which service.openapi moves into the form's schema."""
+    media: dict[str, Any] = {"encoding": {name: {"contentType": IMAGE_TYPES} for name in images}}
+    if constraints:
+        media["schema"] = constraints
+    return {"requestBody": {"content": {"multipart/form-data": media}}}
+
+
+def file_answer(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a route that answers JSON or, by ``format``, a file of one of ``media_types``."""
+    files = {media: {"schema": {"type": "string", "format": "binary"}} for media in media_types}
+    return {200: {"description": description, "content": files, "headers": FILE_HEADERS}}
 
 
 def b64(pngs: list[bytes]) -> list[str]:
@@ -52,7 +87,7 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     return Response(body, media_type=media_type, headers=headers)
 
 
-@router.post("/encode", response_model=EncodeResponse)
+@router.post("/encode", response_model=EncodeResponse, openapi_extra=multipart("files"), responses=IMAGE_ERRORS)
 async def encode(engine: EngineDep, settings: SettingsDep, files: Images, preprocess: Preprocess = "mnist") -> EncodeResponse:
     """Images -> unit latent vectors ẑ, one per image."""
     blobs = await read_uploads(files, settings)
@@ -60,7 +95,12 @@ async def encode(engine: EngineDep, settings: SettingsDep, files: Images, prepro
     return EncodeResponse(model_id=encoded.model_id, latents=encoded.latents.tolist())
 
 
-@router.post("/decode", response_model=DecodeResponse, openapi_extra=json_request_body(DecodeRequest))
+@router.post(
+    "/decode",
+    response_model=DecodeResponse,
+    openapi_extra=json_request_body(DecodeRequest),
+    responses=problems(PayloadTooLarge, UnsupportedMediaType, InvalidInput, ModelNotReady),
+)
 async def decode(request: Request, engine: EngineDep) -> DecodeResponse:
     """Latent vectors -> images (base64 PNG). The body is parsed off the event loop."""
     decoded = await engine.decode(await json_body_bytes(request))
@@ -70,19 +110,15 @@ async def decode(request: Request, engine: EngineDep) -> DecodeResponse:
 @router.post(
     "/interpolate",
     response_model=InterpolateResponse,
-    responses={
-        200: {"content": {"image/png": {}, "image/gif": {}}, "description": "JSON frames, or one PNG strip, or an animated GIF."}
-    },
+    openapi_extra=multipart("start", "end"),
+    responses={**file_answer("JSON frames, or one PNG strip, or an animated GIF.", "image/png", "image/gif"), **IMAGE_ERRORS},
 )
 async def interpolate(
     engine: EngineDep,
     settings: SettingsDep,
-    start: Annotated[UploadFile, File(description="First image (ω = 0).", json_schema_extra=IMAGE_UPLOAD)],
-    end: Annotated[UploadFile, File(description="Last image (ω = 1).", json_schema_extra=IMAGE_UPLOAD)],
-    steps: Annotated[
-        int | None,
-        Form(ge=2, description="Frames, endpoints included (default ATNL_DEFAULT_STEPS, 8; at most ATNL_MAX_STEPS, 64)."),
-    ] = None,
+    start: Annotated[UploadFile, File(description=f"First image (ω = 0). {IMAGE_DOC}")],
+    end: Annotated[UploadFile, File(description=f"Last image (ω = 1). {IMAGE_DOC}")],
+    steps: Annotated[int | None, Form(ge=2, description=STEPS_DOC, json_schema_extra=limit("steps"))] = None,
     method: Annotated[Method, Form(description="slerp on the sphere, or lerp.")] = "slerp",
     format: Annotated[MorphFormat, Form(description="json, png (frames side by side) or gif.")] = "json",
     preprocess: Preprocess = "mnist",
@@ -98,18 +134,38 @@ async def interpolate(
 @router.post(
     "/hallucinate",
     response_model=HallucinateResponse,
-    responses={
-        200: {"content": {"application/zip": {}}, "description": "JSON labelled images, or a zip of PNGs plus labels.csv."}
-    },
+    openapi_extra=multipart("files", oneOf=[only("per_class", "n"), only("n", "per_class")]),
+    responses={**file_answer("JSON labelled images, or a zip of PNGs plus labels.csv.", "application/zip"), **IMAGE_ERRORS},
 )
 async def hallucinate(
     engine: EngineDep,
     settings: SettingsDep,
     files: Images,
-    labels: Annotated[list[str], Form(description="One label per image, in upload order: JSON array or comma-separated names.")],
-    per_class: Annotated[int | None, Form(ge=1, description="Images to make for every label (give this or n).")] = None,
+    labels: Annotated[
+        list[str],
+        Form(
+            min_length=1,
+            description="One label per image, in upload order, one name per field. One field may also hold them "
+            'all, as a JSON array (["0", "3"]) or comma-separated ("0,3").',
+            json_schema_extra=limit("labels"),
+        ),
+    ],
+    per_class: Annotated[
+        int | None,
+        Form(
+            ge=1,
+            description="Images to make for every label (give this or n); at most ATNL_MAX_HALLUCINATE_N / labels of the model.",
+            json_schema_extra=limit("per_class"),
+        ),
+    ] = None,
     n: Annotated[
-        int | None, Form(ge=1, description="Images to make in all, split evenly over the labels (give this or per_class).")
+        int | None,
+        Form(
+            ge=1,
+            description="Images to make in all, split evenly over the labels (give this or per_class); "
+            "at most ATNL_MAX_HALLUCINATE_N.",
+            json_schema_extra=limit("n"),
+        ),
     ] = None,
     strategy: Annotated[Strategy | None, Form(description="Default: restyle for atnl models, both for the baselines.")] = None,
     seed: Annotated[int, Form(ge=0, le=SEED_MAX, description="Same seed and inputs, same outputs.")] = 0,

@@ -6,18 +6,38 @@ Redis never blocks the event loop that inference runs on.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from service import jobs
-from service.datasets import allowed_dataset
+from service.datasets import BUILT_IN, allowed_dataset
 from service.deps import RedisDep, SettingsDep, TokenDep
-from service.errors import InvalidInput, redact_paths
-from service.schemas import TRAIN_SETTING_BOUNDS, CancelResponse, JobView, TrainAccepted, TrainRequest
+from service.errors import (
+    Forbidden,
+    InvalidInput,
+    JobNotCancellable,
+    JobNotFound,
+    PayloadTooLarge,
+    QueueFull,
+    QueueUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    problems,
+    redact_paths,
+)
+from service.json_bodies import json_body, json_request_body
+from service.schemas import TRAIN_SETTING_BOUNDS, CancelResponse, JobView, TrainAccepted, TrainRequest, dataset_pattern
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["training"])
+
+JOB_LINKS = {
+    "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job_id"}},
+    "CancelJob": {"operationId": "cancel_job", "parameters": {"job_id": "$response.body#/job_id"}},
+}
+"""Where a client goes with the job id POST /v1/train answers."""
 
 
 def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool]:
@@ -32,7 +52,10 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
         if name in given and given[name] > limit:
             raise InvalidInput(f"{name} must be <= {limit} ({env}), got {given[name]}", field=name)
     if "dataset" in given:
-        given["dataset"] = allowed_dataset(given["dataset"], settings.data_roots)
+        spec = given["dataset"]
+        if spec not in BUILT_IN and settings.data_roots and not re.match(dataset_pattern(settings.data_roots), spec):
+            raise InvalidInput("dataset: a DIR below a data root (ATNL_DATA_ROOTS), no '.' or '..' segments", field="dataset")
+        given["dataset"] = allowed_dataset(spec, settings.data_roots)
     try:
         cfg = TrainConfig.from_dict(given)
     except (ValueError, TypeError) as e:
@@ -44,24 +67,50 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
     return given, activate
 
 
-@router.post("/train", status_code=202, response_model=TrainAccepted, dependencies=[TokenDep])
-def train(body: TrainRequest, request: Request, conn: RedisDep, settings: SettingsDep) -> TrainAccepted:  # type: ignore[valid-type]
-    """Enqueue a training job (any TrainConfig field; unset ones take the library's defaults)."""
+@router.post(
+    "/train",
+    status_code=202,
+    response_model=TrainAccepted,
+    dependencies=[TokenDep],
+    openapi_extra=json_request_body(TrainRequest),
+    responses={
+        202: {"description": "Enqueued: follow it at status_url.", "links": JOB_LINKS},
+        **problems(Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, InvalidInput, QueueUnavailable, QueueFull),
+    },
+)
+def train(
+    body: Annotated[Any, Depends(json_body(TrainRequest))], request: Request, conn: RedisDep, settings: SettingsDep
+) -> TrainAccepted:
+    """Enqueue a training job (any TrainConfig field; unset or null ones take the library's defaults)."""
     config, activate = training_config(body, settings)
     job = jobs.enqueue_training(conn, settings, config, activate)
     return TrainAccepted(job_id=job.id, status_url=str(request.url_for("get_job", job_id=job.id).path))
 
 
-@router.get("/jobs/{job_id}", response_model=JobView)
+@router.get("/jobs/{job_id}", response_model=JobView, responses=problems(JobNotFound, QueueUnavailable))
 def get_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobView:
     """Status (queued, started, finished, failed, stopped, canceled), progress, result model id, error.
 
+    A job stays here after it ends, canceled and stopped ones included (DELETE cancels a job, it
+    does not remove it), until Redis expires it (ATNL_RESULT_TTL_SECONDS, ATNL_FAILURE_TTL_SECONDS).
     A job "started" whose worker stopped sending heartbeats (ATNL_JOB_HEARTBEAT_TTL_SECONDS) is
     recorded and shown as failed."""
     return JobView(**jobs.describe(conn, settings, job_id))
 
 
-@router.delete("/jobs/{job_id}", response_model=CancelResponse, dependencies=[TokenDep])
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=CancelResponse,
+    dependencies=[TokenDep],
+    responses={
+        200: {
+            "description": "Canceled (it never ran) or being stopped. The job stays visible at GET /v1/jobs/{id}.",
+            "links": {"GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}}},
+        },
+        **problems(Unauthorized, Forbidden, JobNotFound, JobNotCancellable, QueueUnavailable),
+    },
+)
 def cancel_job(job_id: str, conn: RedisDep) -> CancelResponse:
-    """Cancel a queued job, or stop a running one."""
+    """Cancel a queued job, or stop a running one. The job is not removed: GET /v1/jobs/{id} then shows
+    it canceled, or started until the worker stops it and then stopped."""
     return CancelResponse(id=job_id, status=jobs.cancel(conn, job_id))

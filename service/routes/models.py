@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Path
 
 from service.deps import EngineDep, StoreDep, TokenDep
-from service.json_bodies import json_body_bytes, json_request_body, parse_json_body
+from service.errors import Forbidden, InvalidInput, ModelNotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, problems
+from service.json_bodies import json_body, json_request_body
 from service.schemas import ActivateRequest, ActivateResponse, ModelInfo, ModelList
+from service.store import MODEL_ID
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
+ModelId = Annotated[
+    str,
+    Path(description="A model id, as GET /v1/models lists them.", json_schema_extra={"pattern": MODEL_ID.pattern}),
+]
+"""Checked against the pattern by the store (422 'invalid model id'), not here: one check, one message."""
 
-@router.get("", response_model=ModelList)
+
+@router.get(
+    "",
+    response_model=ModelList,
+    responses={
+        200: {
+            "description": "The models, and which one is active.",
+            "links": {
+                "ActivateTheActiveModel": {
+                    "operationId": "activate_model",
+                    "parameters": {"model_id": "$response.body#/active"},
+                    "description": "Activating the active model again changes nothing.",
+                }
+            },
+        }
+    },
+)
 async def list_models(engine: EngineDep, store: StoreDep) -> ModelList:
     """Every model version in the store, with its metrics, and which one is active."""
     listing = await anyio.to_thread.run_sync(store.listing)  # disk reads stay off the event loop
@@ -25,12 +50,14 @@ async def list_models(engine: EngineDep, store: StoreDep) -> ModelList:
     response_model=ActivateResponse,
     dependencies=[TokenDep],
     openapi_extra=json_request_body(ActivateRequest),
+    responses=problems(Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, InvalidInput),
 )
-async def activate_model(model_id: str, request: Request, engine: EngineDep) -> ActivateResponse:
+async def activate_model(
+    model_id: ModelId, engine: EngineDep, body: Annotated[ActivateRequest, Depends(json_body(ActivateRequest))]
+) -> ActivateResponse:
     """Hot swap: load ``model_id`` completely, then switch to it; requests in flight finish on the old one.
 
     The body is a JSON object (``{}``): a cross-site form cannot send one."""
-    parse_json_body(ActivateRequest, await json_body_bytes(request))
     previous = engine.current.id if engine.ready else None
     loaded = await engine.activate(model_id)
     return ActivateResponse(active=loaded.id, previous=previous)
