@@ -1,4 +1,4 @@
-"""``atnl bench``: the DESIGN §6 benchmarks, each writing Markdown + JSON + PNG to --out.
+"""``atnl bench``: the benchmarks of docs/API.md §8.2, each writing Markdown + JSON + PNG to --out.
 
 - ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (benchmarks.quality);
 - ``fewshot``: few-shot classification with hallucination (benchmarks.fewshot);

@@ -48,7 +48,7 @@ PAPER_TABLE2 = {"knn": {"none": 61.5, "traditional": 62.4, "hallucination": 78.7
 """Paper Table 2 (MNIST, %); the paper does not say k."""
 PAPER_REFERENCE_K = 5
 """The k at which our gains are held against the paper's: the paper does not say its k, so one k
-for both classifiers, the middle of DESIGN §6's 1, 5 and 10 (not a k picked per classifier for
+for both classifiers, the middle of docs/API.md §8.2's 1, 5 and 10 (not a k picked per classifier for
 its numbers). A run without it compares at its nearest k."""
 CNN_BATCH = 64
 

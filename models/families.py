@@ -145,7 +145,7 @@ class TrainConfig:
     family: str = "atnl"
     """One of models.families.FAMILIES."""
     dataset: str = "mnist-5k"
-    """A DESIGN §4 data set spec."""
+    """A data set spec (docs/API.md §7)."""
     epochs: int = 40
     """Passes over the training split."""
     batch_size: int = 100

@@ -1,6 +1,6 @@
 """Hallucination: new labelled images from a few-shot set by semantic interpolation.
 
-Strategies (DESIGN §3):
+Strategies (docs/METHOD.md, Hallucination):
 - ``same``: slerp between two examples of the same label, label kept;
 - ``ordinal``: slerp between an example of label y-1 and one of y+1, near the
   middle of the path (ω in ORDINAL_OMEGA), labelled y; this can fill a label

@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §6 and issue 9: latent accuracy (linear probe, 5-NN cosine),
+"""Metrics of docs/API.md §8.1 and issue 9: latent accuracy (linear probe, 5-NN cosine),
 reconstruction (BCE and identity), the semantic path score (SPS) judged by an
 independent CNN, and the quality of hallucinations (judge agreement, diversity,
 Fréchet distance on the judge's features)."""
@@ -151,7 +151,7 @@ def evaluate(
     num_pairs: int = SPS_PAIRS,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All DESIGN §6 metrics of one model on the test split.
+    """All docs/API.md §8.1 metrics of one model on the test split.
 
     SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way);
     ``hallucination`` is ``hallucination_quality`` with the model's ``default_strategy``."""

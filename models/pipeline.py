@@ -12,7 +12,7 @@ from models.training import ProgressFn, TrainConfig, TrainResult, train
 
 
 def checkpoint_meta(cfg: TrainConfig, data: ImageSet, result: TrainResult, metrics: dict[str, Any]) -> dict[str, Any]:
-    """model.json content (DESIGN §5) apart from what save_checkpoint adds."""
+    """model.json content (docs/API.md §6) apart from what save_checkpoint adds."""
     return {
         "family": cfg.family,
         "train_config": cfg.to_dict(),

@@ -36,7 +36,7 @@ PUBLIC_STATUS = {
     JobStatus.STOPPED: "stopped",
     JobStatus.CANCELED: "canceled",
 }
-"""RQ's statuses folded onto the six of DESIGN §5."""
+"""RQ's statuses folded onto the six of docs/API.md §5."""
 ENDED = ("finished", "failed", "stopped", "canceled")
 STOP_KEY_TTL_SECONDS = 24 * 3600
 """A stop request outlives any reasonable wait between the request and the job seeing it."""
@@ -136,7 +136,7 @@ def fail_lost(conn: Redis, settings: Settings, job: Job) -> None:
 
 
 def describe(conn: Redis, settings: Settings, job_id: str) -> dict[str, Any]:
-    """id, status, progress, model_id, error of one job (DESIGN §5); a lost job is failed here."""
+    """id, status, progress, model_id, error of one job (docs/API.md §5); a lost job is failed here."""
     job = fetch(conn, job_id)
     with redis_errors():
         status = PUBLIC_STATUS.get(job.get_status(), "queued")

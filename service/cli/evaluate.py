@@ -18,7 +18,7 @@ def eval_cmd(
     pairs: Annotated[int, typer.Option(help="Seeded test pairs for the semantic path score.")] = 500,
     save: Annotated[bool, typer.Option(help="Store the metrics in the checkpoint's model.json.")] = True,
 ) -> None:
-    """The DESIGN §6 metrics of one checkpoint, on its recorded test split."""
+    """The metrics of one checkpoint (docs/API.md §8.1), on its recorded test split."""
     from models.checkpoint import CheckpointError, load_checkpoint, update_meta
     from models.data import load_dataset, split_indices
     from models.metrics import evaluate
