@@ -110,19 +110,35 @@ def error_of(job: Job, meta: dict[str, Any]) -> str | None:
 
 
 def lost(conn: Redis, settings: Settings, job: Job) -> bool:
-    """A started job whose process is gone: no heartbeat, and started longer ago than its TTL."""
+    """A started job whose process is gone: no heartbeat, started longer ago than its TTL, and
+    Redis up for longer than the TTL too. A heartbeat expires while Redis is down; a job that
+    lived through the outage writes it again within a third of the TTL of Redis coming back,
+    and must not be called lost in between."""
     ttl = settings.job_heartbeat_ttl_seconds
     started = job.started_at
     if started is None or conn.exists(HEARTBEAT_KEY.format(job_id=job.id)):
         return False
-    return (datetime.now(UTC) - started.replace(tzinfo=started.tzinfo or UTC)).total_seconds() > ttl
+    if (datetime.now(UTC) - started.replace(tzinfo=started.tzinfo or UTC)).total_seconds() <= ttl:
+        return False
+    return float(conn.info("server").get("uptime_in_seconds", 0)) > ttl
 
 
 def fail_lost(conn: Redis, settings: Settings, job: Job) -> None:
-    """Record a lost job as failed, with the reason, as RQ would had its worker lived to see it."""
+    """Record a lost job as failed, with the reason, as RQ would had its worker lived to see it,
+    and remove what its process left of a checkpoint it was writing when it died."""
+    model_id = str(job.kwargs.get("model_id") or "")
+    store = ModelStore(settings.model_store)
+    written = bool(model_id) and store.exists(model_id)
+    if model_id and not written:
+        store.remove_partial(model_id)
+    outcome = (
+        f"its model {model_id} was written, but the job's end was not recorded"
+        if written
+        else "no model was written; retry the job"
+    )
     reason = (
         f"WorkerLost: no heartbeat for over {settings.job_heartbeat_ttl_seconds:g} s "
-        "(ATNL_JOB_HEARTBEAT_TTL_SECONDS): the worker was killed or lost; no model was written; retry the job"
+        f"(ATNL_JOB_HEARTBEAT_TTL_SECONDS): the worker was killed or lost; {outcome}"
     )
     job.meta["error"] = reason
     job.save_meta()

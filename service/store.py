@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ STORE_ID = "STORE_ID"
 on another directory (a relative ATNL_MODEL_STORE, a missing volume) refuses it at once."""
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Model ids are directory names: no path separators, no leading dot (temp dirs start with one)."""
+PARTIAL = ".{model_id}.tmp-*"
+"""What a checkpoint being written is called until its rename (``models.checkpoint.save_checkpoint``'s
+temporary directory); never listed, and left behind only by a writer killed inside the write."""
 
 
 def _text(value: Any) -> str | None:
@@ -78,6 +82,21 @@ class ModelStore:
             raise ModelNotFound(f"no model {model_id!r} in the store")
         return path
 
+    def exists(self, model_id: str) -> bool:
+        """Whether ``model_id`` is a complete checkpoint of this store."""
+        return bool(MODEL_ID.match(model_id)) and (self.root / model_id / "model.json").is_file()
+
+    def remove_partial(self, model_id: str) -> list[str]:
+        """Delete what a writer killed inside the atomic write left of ``model_id`` (its temporary
+        directory); returns the names removed. Call it only once that writer is known to be dead
+        (its job failed or lost): a live one would lose its checkpoint."""
+        self.path(model_id)  # checks the id: the pattern below must stay inside the store
+        removed = []
+        for tmp in self.root.glob(PARTIAL.format(model_id=model_id)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp.name)
+        return removed
+
     def ids(self) -> list[str]:
         """Ids of every complete checkpoint, oldest first by created_at."""
         if not self.root.is_dir():
@@ -122,9 +141,7 @@ class ModelStore:
             model_id = (self.root / POINTER).read_text().strip()
         except FileNotFoundError:
             return None
-        if not model_id or not MODEL_ID.match(model_id) or not (self.root / model_id / "model.json").is_file():
-            return None
-        return model_id
+        return model_id if model_id and self.exists(model_id) else None
 
     def set_active(self, model_id: str) -> None:
         """Point ACTIVE at ``model_id``, atomically."""

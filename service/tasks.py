@@ -30,6 +30,11 @@ STOP_POLL_SECONDS = 1.0
 HEARTBEAT_KEY = "atnl:heartbeat:{job_id}"
 """Redis key a running job keeps fresh (TTL ATNL_JOB_HEARTBEAT_TTL_SECONDS); gone = the job's process is gone."""
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+END_PATIENCE_SECONDS = 600.0
+"""How long a job that has ended keeps trying to record how (its result, its error) while Redis
+is unreachable; its heartbeat goes on meanwhile. Past it the job is lost (WorkerLost)."""
+REDIS_RETRY_SECONDS = 1.0
+"""Wait between two tries to reach Redis again."""
 
 
 class Heartbeat:
@@ -126,13 +131,28 @@ class JobChannel:
     def failed(self, e: BaseException) -> None:
         if self.job is not None:
             self.job.meta["error"] = f"{type(e).__name__}: {e}"
-            self.job.save_meta()
+            self._record("error")
 
     def finished(self, model_id: str) -> None:
         if self.job is not None:
             self.job.meta["progress"] = {**self.job.meta.get("progress", {}), "phase": "done"}
             self.job.meta["model_id"] = model_id
-            self.job.save_meta()
+            self._record("result")
+
+    def _record(self, what: str) -> None:
+        """Save the job's meta, waiting up to END_PATIENCE_SECONDS for Redis: how a job ended
+        must outlive a Redis restart at that moment."""
+        assert self.job is not None
+        deadline = time.monotonic() + END_PATIENCE_SECONDS
+        while True:
+            try:
+                self.job.save_meta()
+                return
+            except REDIS_ERRORS as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("job %s: %s not recorded yet (Redis unreachable: %s); trying again", self.job.id, what, e)
+                time.sleep(REDIS_RETRY_SECONDS)
 
 
 def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id: str | None) -> str:

@@ -4,8 +4,6 @@ tiny checkpoint, the ASGI app driven through httpx, and real PNG/JPEG bytes."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,35 +13,18 @@ from httpx import AsyncClient
 from redis import Redis
 
 from service.settings import Settings
-from tests.service.helpers import client_for, free_port
+from tests.service.helpers import RedisServer, client_for
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of our own on a free port; the run fails (never skips) if it cannot start."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed: the service tests need a real Redis")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception as e:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not start on port {port}: {e}")
-            time.sleep(0.05)
-    client.close()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

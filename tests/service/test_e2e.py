@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.service.helpers import free_port
+from tests.service.helpers import free_port, wait_for
 from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.e2e
@@ -32,16 +31,6 @@ def compose_command(service: str) -> list[str]:
     exe = shutil.which("atnl", path=str(Path(sys.executable).parent)) or shutil.which("atnl")
     assert command[0] == "atnl" and exe, command
     return [exe, *command[1:]]
-
-
-def wait_for(predicate, what: str, timeout: float = TIMEOUT, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class Stack:
@@ -59,7 +48,7 @@ class Stack:
                 seen.append(job["progress"])
             return job if job["status"] in statuses else None
 
-        return wait_for(done, f"job {job_id} to reach {statuses}; logs in {self.logs}")
+        return wait_for(done, f"job {job_id} to reach {statuses}; logs in {self.logs}", timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
