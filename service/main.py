@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 
 from service import jobs, metrics
 from service.deps import is_loopback
+from service.disconnect import ClientWatch
 from service.engine import Engine
 from service.errors import install_problem_handlers
 from service.http_methods import ImplicitMethods
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(playground.router)
 
+    app.add_middleware(ClientWatch)  # innermost: lets queued inference see its client leave
     app.add_middleware(ImplicitMethods, routes=app.routes)
     app.add_middleware(BodyLimits, settings=app.state.settings)
     app.add_middleware(RequestMetrics)  # outermost of ours: counts the limits' 413s too

@@ -18,6 +18,13 @@ REQUEST_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     "atnl_batch_size", "Images per inference request.", ["op"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 )
+BATCH_IMAGES = Histogram(
+    "atnl_batch_images",
+    "Images per batched forward (dynamic batching of concurrent requests).",
+    ["op"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
+BATCH_QUEUED = Gauge("atnl_batch_queued_images", "Images waiting in the batch queues.", ["op"])
 INFERENCE_SECONDS = Histogram(
     "atnl_inference_seconds",
     "Time inside the model thread, seconds.",

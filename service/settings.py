@@ -88,6 +88,34 @@ class Settings(BaseSettings):
     """On start with an empty store, train the default ATNL model on mnist-5k (in a
     child process, progress in the log) and activate it."""
 
+    # --- inference speed (service.batching, service.model_runner; measured in reports/service.md)
+    torch_threads: int = Field(0, ge=0)
+    """torch intra-op threads of the API process; 0: the CPUs it may use (affinity, cgroup
+    quota) divided by ATNL_INFERENCE_THREADS, at least 1, so inference threads x torch
+    threads <= cores. More oversubscribes the cores: OpenMP workers spin waiting for each
+    other, and on a busy 2-core machine a 64-image encode took 6x longer with 2 torch threads
+    than with 1 while other inference threads ran."""
+    batch_enabled: bool = True
+    """Dynamic batching of encode and decode: concurrent requests on one model run as one
+    forward. Off: each request runs its own forward."""
+    batch_max_images: int = Field(256, ge=1)
+    """Images (or latents) in one batched forward at most; a larger single request runs alone."""
+    batch_max_delay_ms: float = Field(2.0, ge=0)
+    """Longest a batch waits for requests still decoding their inputs, milliseconds; a request
+    with none behind it runs at once."""
+    batch_max_queued_images: int = Field(4096, ge=1)
+    """Images waiting in one batch queue (one model, one operation) at most; a request that
+    would overfill it gets 503 with Retry-After."""
+    batch_retry_after_seconds: int = Field(1, ge=1)
+    """Retry-After of a 503 from a full batch queue, seconds."""
+    autocast: Literal["off", "bf16", "fp16"] = "off"
+    """Run forwards under torch autocast in bfloat16 or float16 (meant for CUDA; works on CPU)."""
+    torch_compile: bool = False
+    """``torch.compile`` the model's encode, code and decode when it loads (minutes on CPU;
+    the load, not a request, pays for it). Falls back to eager, logged, where it fails."""
+    cuda_pin_memory: bool = True
+    """On CUDA, copy batches through reused page-locked host buffers with non-blocking copies."""
+
     # --- training jobs
     queue_name: str = "training"
     """RQ queue the API enqueues on and ``atnl worker`` listens to."""
