@@ -125,7 +125,7 @@ class QueueFull(ServiceError):
 
     status = 503
     title = "Training queue full"
-    documented_headers: ClassVar[dict[str, str]] = {"Retry-After": "Seconds to wait (ATNL_QUEUE_RETRY_AFTER_SECONDS)."}
+    documented_headers: ClassVar[dict[str, str]] = {"Retry-After": "Seconds to wait before trying again."}
 
     def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
         super().__init__(detail, **extra)

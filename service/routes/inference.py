@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from models.geometry import Method
 from models.hallucination import Strategy
+from service.batching import InferenceQueueFull
 from service.deps import EngineDep, SettingsDep
 from service.engine import BatchFormat, HallucinationPlan, MorphFormat, Uploads
 from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
@@ -41,8 +42,9 @@ PREPROCESS_DOC = (
 )
 STEPS_DOC = "Frames, endpoints included (default ATNL_DEFAULT_STEPS; at most ATNL_MAX_STEPS)."
 IMAGE_DOC = "A PNG or JPEG image (image/png, image/jpeg), any size and mode, with some ink on it; at most ATNL_MAX_UPLOAD_BYTES."
-IMAGE_ERRORS = problems(400, PayloadTooLarge, InvalidInput, BadImage, ModelNotReady)
-"""What a multipart inference route can answer besides 200."""
+IMAGE_ERROR_KINDS = (400, PayloadTooLarge, InvalidInput, BadImage, ModelNotReady)
+"""What a multipart inference route can answer besides 200 (encode also InferenceQueueFull: it is batched)."""
+IMAGE_ERRORS = problems(*IMAGE_ERROR_KINDS)
 FILE_HEADERS = {
     "X-Model-Id": {"description": "The model that answered (file formats only).", "schema": {"type": "string"}},
     "Content-Disposition": {"description": "attachment; filename=... (zip only).", "schema": {"type": "string"}},
@@ -87,7 +89,12 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     return Response(body, media_type=media_type, headers=headers)
 
 
-@router.post("/encode", response_model=EncodeResponse, openapi_extra=multipart("files"), responses=IMAGE_ERRORS)
+@router.post(
+    "/encode",
+    response_model=EncodeResponse,
+    openapi_extra=multipart("files"),
+    responses=problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
+)
 async def encode(engine: EngineDep, settings: SettingsDep, files: Images, preprocess: Preprocess = "mnist") -> EncodeResponse:
     """Images -> unit latent vectors ẑ, one per image."""
     blobs = await read_uploads(files, settings)
@@ -99,7 +106,7 @@ async def encode(engine: EngineDep, settings: SettingsDep, files: Images, prepro
     "/decode",
     response_model=DecodeResponse,
     openapi_extra=json_request_body(DecodeRequest),
-    responses=problems(PayloadTooLarge, UnsupportedMediaType, InvalidInput, ModelNotReady),
+    responses=problems(PayloadTooLarge, UnsupportedMediaType, InvalidInput, ModelNotReady, InferenceQueueFull),
 )
 async def decode(request: Request, engine: EngineDep) -> DecodeResponse:
     """Latent vectors -> images (base64 PNG). The body is parsed off the event loop."""
