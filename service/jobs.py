@@ -21,7 +21,7 @@ from service import metrics
 from service.errors import JobNotCancellable, JobNotFound, QueueFull, QueueUnavailable, redact_paths
 from service.settings import Settings
 from service.store import ModelStore, new_model_id
-from service.tasks import HEARTBEAT_KEY, STOP_KEY, train_model
+from service.tasks import CANCELED, HEARTBEAT_KEY, STOP_KEY, train_model
 
 PUBLIC_STATUS = {
     JobStatus.CREATED: "queued",
@@ -160,7 +160,10 @@ def describe(conn: Redis, settings: Settings, job_id: str) -> dict[str, Any]:
             fail_lost(conn, settings, job)
             status = "failed"
         meta = job.get_meta()
-        if status == "failed" and conn.exists(STOP_KEY.format(job_id=job_id)):
+        stop = conn.get(STOP_KEY.format(job_id=job_id))
+        if stop == CANCELED.encode() and status in ("started", "failed"):
+            status = "canceled"  # canceled as a worker dequeued it: it ends at once, doing nothing
+        elif status == "failed" and stop is not None:
             status = "stopped"  # stopped cooperatively: the task raised TrainingStopped
         model_id = meta.get("model_id")
         if status == "finished" and model_id is None:
@@ -184,6 +187,9 @@ def cancel(conn: Redis, job_id: str) -> str:
         if status == "queued":
             try:
                 job.cancel()
+                # A worker may have taken it off the queue just now: the key tells it (and
+                # ``describe``) that the client was answered "canceled".
+                conn.set(STOP_KEY.format(job_id=job_id), CANCELED, ex=STOP_KEY_TTL_SECONDS)
                 metrics.JOBS.labels("canceled").inc()
                 return "canceled"
             except InvalidJobOperation:

@@ -24,7 +24,9 @@ from service.store import ModelStore
 
 log = logging.getLogger("atnl.tasks")
 STOP_KEY = "atnl:stop:{job_id}"
-"""Redis key a cancel request sets; the job polls it (backs up RQ's stop-job command)."""
+"""Redis key a cancel request sets; the job polls it (backs up RQ's stop-job command). Its value
+is CANCELED when the request answered "canceled" (the job was still queued)."""
+CANCELED = "canceled"
 STOP_POLL_SECONDS = 1.0
 """Least time between two reads of the stop key during training."""
 HEARTBEAT_KEY = "atnl:heartbeat:{job_id}"
@@ -61,10 +63,14 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # The key is left to expire, not deleted: RQ records how the job ended only after this,
+        # and a job "started" without a heartbeat in between would be taken for a lost one.
         self._stop.set()
         self._thread.join(timeout=5)
-        with contextlib.suppress(*REDIS_ERRORS):
-            self.conn.delete(self.key)
+
+
+class JobCanceled(RuntimeError):
+    """The job was canceled (DELETE answered "canceled") as a worker took it off the queue."""
 
 
 class WrongModelStore(RuntimeError):
@@ -80,6 +86,9 @@ def train_model(config: dict[str, Any], model_id: str, activate: bool = False, s
     at least once per epoch; ``error`` holds the reason of a failure."""
     settings = get_settings()
     job = get_current_job()
+    if job is not None and job.connection.exists(STOP_KEY.format(job_id=job.id)):
+        # Canceled (or stopped) as a worker dequeued it: it does nothing, as the client was told.
+        raise JobCanceled(f"job {job.id} was canceled before it started")
     # Beat before the heavy imports below: importing torch alone can outlast a short TTL.
     alive = Heartbeat(job.connection, job.id, settings.job_heartbeat_ttl_seconds) if job is not None else contextlib.nullcontext()
     with alive:
@@ -135,7 +144,7 @@ class JobChannel:
 
     def finished(self, model_id: str) -> None:
         if self.job is not None:
-            self.job.meta["progress"] = {**self.job.meta.get("progress", {}), "phase": "done"}
+            self.job.meta["progress"] = {**(self.job.meta.get("progress") or {}), "phase": "done"}
             self.job.meta["model_id"] = model_id
             self._record("result")
 

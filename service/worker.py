@@ -25,7 +25,7 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.settings import Settings
@@ -58,6 +58,16 @@ class TrainingWorker(Worker):
                 for name in self.store.remove_partial(model_id):
                     log.warning("worker %s: removed %s, left by job %s dying in its checkpoint write", self.name, name, job.id)
         super().handle_job_failure(job, queue, *args, **kwargs)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run a dequeued job, unless it was canceled meanwhile: a cancel and RQ's dequeue can
+        cross (DELETE answered "canceled" as the job left the queue), and a canceled job must
+        not run and end "stopped" after all."""
+        if job.get_status(refresh=True) == JobStatus.CANCELED:
+            queue.intermediate_queue.remove(job.id)  # else RQ's cleanup would fail it as "stuck"
+            log.info("worker %s: job %s was canceled as it was dequeued; not run", self.name, job.id)
+            return
+        super().execute_job(job, queue)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.signalled = True

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -144,7 +145,7 @@ async def test_a_worker_killed_mid_training_fails_its_job_and_a_retry_succeeds(
         assert not (api.model_store / doomed_model).exists()
         assert partial_dirs(api.model_store) == []
 
-        retry_id = (await client.post("/v1/train", json=QUICK_JOB)).json()["job_id"]
+        retry_id = (await client.post("/v1/train", json={**QUICK_JOB, "epochs": 1})).json()["job_id"]
         worker = start_worker(api.redis_url, api.model_store, logs, "--burst")
         try:
             job = await wait_for_job(client, retry_id, lambda j: j["status"] in ("finished", "failed"), "the retry")
@@ -195,7 +196,7 @@ async def test_a_crash_inside_the_checkpoint_write_leaves_the_store_intact(
         async for client in client_factory(api):
             for kill_parent_too in (False, True):
                 marker.unlink(missing_ok=True)
-                job_id = (await client.post("/v1/train", json=QUICK_JOB)).json()["job_id"]
+                job_id = (await client.post("/v1/train", json={**QUICK_JOB, "epochs": 1})).json()["job_id"]
                 wait_for(marker.exists, f"the job to reach its checkpoint write ({logs})")
                 horse, weights = marker.read_text().split()
                 assert Path(weights).parent.name.startswith(".") and Path(weights).is_file()  # mid-write
@@ -214,6 +215,30 @@ async def test_a_crash_inside_the_checkpoint_write_leaves_the_store_intact(
                 assert worker.poll() is None or kill_parent_too  # the worker outlives its horse
     finally:
         stop_worker(worker)
+
+
+def test_a_job_ending_while_redis_is_away_records_its_end_once_it_is_back(tmp_path: Path) -> None:
+    """The end of a job (its model already in the store) outlives a Redis restart at that moment."""
+    from redis import Redis
+    from rq import Queue
+
+    from service.tasks import JobChannel
+
+    redis = RedisServer(tmp_path, persistent=True).start()
+    conn = Redis.from_url(redis.url)
+    restart = threading.Timer(2.0, redis.start)
+    try:
+        job = Queue("t", connection=conn, serializer=JSONSerializer).enqueue("builtins.print", meta={"progress": None})
+        channel = JobChannel(Job.fetch(job.id, connection=conn, serializer=JSONSerializer), progress_interval=0)
+        redis.stop()
+        restart.start()
+        channel.finished("model-x")  # waits for Redis instead of raising
+        assert Job.fetch(job.id, connection=conn, serializer=JSONSerializer).get_meta()["model_id"] == "model-x"
+    finally:
+        if restart.is_alive():
+            restart.join()
+        conn.close()
+        redis.stop()
 
 
 def variant_of(checkpoint: Path, out: Path, seed: int = 1) -> Path:
