@@ -67,7 +67,8 @@ class HallucinatedSample:
 def quotas(num_labels: int, per_class: int | None, n: int | None) -> list[int]:
     """Images to make for each label: ``per_class`` each, or ``n`` split evenly."""
     if (per_class is None) == (n is None):
-        raise InputError("give per_class or n (exactly one of per_class and n)", field="per_class")
+        which = "not both" if n is not None else "one of them"
+        raise InputError(f"give per_class or n, {which} (exactly one of per_class and n)", field="per_class")
     if per_class is not None:
         if per_class < 1:
             raise InputError(f"per_class must be >= 1, got {per_class}", field="per_class")
