@@ -392,6 +392,11 @@
     await guarded("#morph-error", async () => {
       state.samples = await api("/v1/samples?per_label=6");
       state.labels = state.samples.labels;
+      const pick = $("#hall-pick-labels");
+      if (!pick.value.split(",").every((name) => state.labels.includes(name.trim()))) {
+        const k = state.labels.length;
+        pick.value = [...new Set([state.labels[0], state.labels[k >> 1], state.labels[k - 1]])].join(","); // this model's names
+      }
       renderGallery();
       renderFewshot();
     });
@@ -696,14 +701,19 @@
             action = el("button", { type: "button", textContent: "Activate", "aria-label": `Activate model ${m.id}` });
             action.addEventListener("click", () => activate(m.id, action));
           }
-          const row = el("tr", { className: active ? "active" : "" }, [
-            el("td", {}, [el("code", { textContent: m.id })]),
-            el("td", { textContent: m.family ?? "?" }),
-            el("td", { textContent: m.dataset ?? "?" }),
-            el("td", { textContent: (m.created_at || "").replace("T", " ").slice(0, 16) }),
-            el("td", {}, [metricsCell(m.metrics)]),
-            el("td", {}, [action]),
-          ]);
+          const cells = [
+            ["Model", [el("code", { textContent: m.id })]],
+            ["Family", [m.family ?? "?"]],
+            ["Data", [m.dataset ?? "?"]],
+            ["Created", [(m.created_at || "").replace("T", " ").slice(0, 16)]],
+            ["Metrics", [metricsCell(m.metrics)]],
+            ["", [action]],
+          ].map(([name, content]) => {
+            const cell = el("td", {}, content);
+            cell.dataset.label = name; // the column's name, shown beside the value on a phone
+            return cell;
+          });
+          const row = el("tr", { className: active ? "active" : "" }, cells);
           row.dataset.model = m.id;
           return row;
         });
