@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: setup serve test lint format bench worker clean
+.PHONY: setup serve test lint format bench soak worker clean
 
 # torch first (the pinned CPU build on disk; an unpinned torch pulls a CUDA
 # build), then the project and its dev tools.
@@ -51,6 +51,10 @@ bench: setup
 	$(BIN)/atnl bench quality --out reports/
 	$(BIN)/atnl bench fewshot --out reports/
 	$(BIN)/atnl bench service --out reports/
+
+# A bounded soak of `atnl serve` on loopback (3 min of mixed traffic; fails on a 5xx or RSS growth >= 5 %).
+soak: setup
+	$(BIN)/atnl bench soak --out reports/
 
 # Builds the images and runs docker-compose.yml end to end on this machine, then removes the
 # stack (root; minutes; not part of `make test`): README, "docker compose".

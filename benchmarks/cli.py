@@ -2,7 +2,8 @@
 
 - ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (benchmarks.quality);
 - ``fewshot``: few-shot classification with hallucination (benchmarks.fewshot);
-- ``service``: load test of the REST API against the in-process ceiling (benchmarks.service).
+- ``service``: load test of the REST API against the in-process ceiling (benchmarks.service);
+- ``soak``: a bounded soak of the REST API on loopback (benchmarks.soak, ``make soak``).
 """
 
 from __future__ import annotations
@@ -102,3 +103,31 @@ def service_cmd(
             raise typer.BadParameter(str(e)) from e
         path = run_service(source, out, n, concurrency, device, command, Path(tmp))
     typer.echo(f"wrote {path}")
+
+
+@bench_app.command("soak")
+def soak_cmd(
+    out: OutOption = Path("reports"),
+    quick: QuickOption = False,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to serve (default: the store's active model).")] = None,
+    seconds: Annotated[float, typer.Option(help="Length of the run, warm-up included.")] = 180.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 4,
+) -> None:
+    """Bounded soak on loopback: mixed traffic for --seconds; fails on any 5xx or RSS growth >= 5 %."""
+    from benchmarks.service import resolve_checkpoint
+    from benchmarks.soak import SoakConfig, run_soak
+
+    cfg = SoakConfig.quick() if quick else SoakConfig(seconds=seconds, concurrency=concurrency)
+    command = f"atnl bench soak{' --quick' if quick else f' --seconds {seconds:g} --concurrency {concurrency}'} --out {out}"
+    with tempfile.TemporaryDirectory(prefix="atnl-soak-") as tmp:
+        # No model in the store: a one-epoch model is trained first (a minute on a CPU).
+        source = resolve_checkpoint(checkpoint, True, "cpu", Path(tmp))
+        console.print(f"soaking {source} for {cfg.seconds:.0f} s with {cfg.concurrency} clients")
+        result = run_soak(source, out, cfg, command, Path(tmp))
+    rss = result["rss"]
+    console.print(
+        f"wrote {out / 'soak.md'}: {result['requests']} requests, {result['server_errors']} 5xx, "
+        f"RSS {rss['baseline_mb']:.0f} -> {rss['final_mb']:.0f} MiB ({rss['growth']:+.2%})"
+    )
+    if not result["passed"]:
+        raise typer.Exit(1)
