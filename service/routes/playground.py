@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from service import imaging, latent_map
 from service.deps import EngineDep, SettingsDep
+from service.errors import InvalidInput, ModelNotReady, problems
 
 if TYPE_CHECKING:
     from service.engine import LoadedModel
@@ -134,7 +135,10 @@ def _sample_list(lm: LoadedModel, per_label: int) -> SampleList:
     return SampleList(model_id=lm.id, labels=names, samples=samples)
 
 
-@router.get("/v1/samples", response_model=SampleList)
+TEST_IMAGE_ERRORS = problems(latent_map.TestImagesUnavailable, InvalidInput, ModelNotReady)
+
+
+@router.get("/v1/samples", response_model=SampleList, responses=TEST_IMAGE_ERRORS)
 async def list_samples(
     engine: EngineDep,
     per_label: Annotated[
@@ -157,7 +161,10 @@ def _sample_png(lm: LoadedModel, index: int) -> bytes:
 @router.get(
     "/v1/samples/{index}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "The test image as PNG, as the data set holds it."}},
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The test image as PNG, as the data set holds it."},
+        **TEST_IMAGE_ERRORS,
+    },
 )
 async def get_sample(
     engine: EngineDep, index: Annotated[int, Path(ge=0, description="Data set index, as /v1/samples and /v1/latent-map list.")]
@@ -197,7 +204,9 @@ def _map_response(lm: LoadedModel) -> LatentMapResponse:
     )
 
 
-@router.get("/v1/latent-map", response_model=LatentMapResponse)
+@router.get(
+    "/v1/latent-map", response_model=LatentMapResponse, responses=problems(latent_map.TestImagesUnavailable, ModelNotReady)
+)
 async def get_latent_map(engine: EngineDep) -> LatentMapResponse:
     """The active model's test latents in 2-D, with its order circle; computed once per model."""
     lm = engine.current
