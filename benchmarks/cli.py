@@ -88,20 +88,29 @@ def service_cmd(
     quick: QuickOption = False,
     device: DeviceOption = "cpu",
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to serve (default: the store's active model).")] = None,
-    requests: Annotated[int, typer.Option(help="Requests per op.")] = 200,
-    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+    requests: Annotated[int, typer.Option(help="Requests per op of the per-op table (docs/API.md §8.2).")] = 100,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients of the per-op table.")] = 8,
+    soak: Annotated[int, typer.Option(help="Mixed requests between the two RSS readings.")] = 10_000,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Also measure rows 1-2 with these settings, e.g. 'ATNL_AUTOCAST=bf16,ATNL_TORCH_COMPILE=true'."),
+    ] = None,
+    profile: Annotated[bool, typer.Option(help="Rows 1-2 once more under py-spy (installed): where the CPU goes.")] = False,
 ) -> None:
-    """Load test of the REST API against the in-process ceiling; writes service.md and service.json."""
-    from benchmarks.service import resolve_checkpoint, run_service
+    """The service under load against the model in process and a bare FastAPI endpoint; writes service.md and .json."""
+    from benchmarks.service import ServiceBenchConfig, resolve_checkpoint, run_service
 
-    n = 20 if quick else requests
-    command = f"atnl bench service{' --quick' if quick else ''} --out {out} --requests {requests} --concurrency {concurrency}"
+    variants = tuple(tuple(v.split(",")) for v in variant or [])
+    opts: dict[str, Any] = {"device": device, "variants": variants, "profile": profile}
+    cfg = ServiceBenchConfig.quick(**opts) if quick else ServiceBenchConfig(op_requests=requests, concurrency=concurrency,
+                                                                            soak_requests=soak, **opts)  # fmt: skip
+    args = ["atnl", "bench", "service", *(["--quick"] if quick else []), "--out", str(out), "--device", device]
+    args += [] if quick else ["--requests", str(requests), "--concurrency", str(concurrency), "--soak", str(soak)]
+    args += [*(a for v in variant or [] for a in ("--variant", v)), *(["--profile"] if profile else [])]
+    args += ["--checkpoint", str(checkpoint)] if checkpoint else []
     with tempfile.TemporaryDirectory(prefix="atnl-bench-") as tmp:
-        try:
-            source = resolve_checkpoint(checkpoint, quick, device, Path(tmp))
-        except LookupError as e:
-            raise typer.BadParameter(str(e)) from e
-        path = run_service(source, out, n, concurrency, device, command, Path(tmp))
+        source = resolve_checkpoint(checkpoint, quick, device, Path(tmp))
+        path = run_service(source, out, cfg, shlex.join(args), Path(tmp))
     typer.echo(f"wrote {path}")
 
 

@@ -1,4 +1,7 @@
-"""Typed dependencies of the routes: settings, engine, model store, Redis, auth."""
+"""Typed dependencies of the routes: settings, engine, model store, Redis, auth.
+
+Each is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+hop per dependency per request just to read ``app.state``."""
 
 from __future__ import annotations
 
@@ -15,19 +18,19 @@ from service.settings import Settings
 from service.store import ModelStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
@@ -38,7 +41,7 @@ def is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
-def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+async def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
     """With ATNL_API_TOKEN set, the request must carry ``Authorization: Bearer <token>``; without
     one, only loopback clients may change anything (docs/SECURITY.md)."""
     if settings.api_token is None:

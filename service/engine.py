@@ -62,12 +62,12 @@ from service.settings import Settings
 from service.store import ModelStore
 
 log = logging.getLogger("atnl.engine")
-SMALL_UPLOAD_BYTES = 64 * 1024
-"""An encode request whose uploads take at most this many bytes together, and at most
-SMALL_DECODED_BYTES decoded, is decoded in its batch's own thread: a hop to a thread of its
-own costs more than decoding a few small PNGs (~0.1 ms each). Larger ones are decoded in an
-inference thread first, so one big upload never holds up a batch."""
-SMALL_DECODED_BYTES = 256 * 1024
+SMALL_UPLOAD_BYTES = 16 * 1024
+"""An encode request whose uploads take at most this many bytes together (a few dozen MNIST
+PNGs), and at most SMALL_DECODED_BYTES decoded, is decoded in its batch's own thread: a hop to
+a thread of its own costs more than decoding a few small PNGs (~0.1 ms each). Larger ones are
+decoded in inference threads first, in parallel, so no big upload holds up a batch."""
+SMALL_DECODED_BYTES = 64 * 1024
 T = TypeVar("T")
 MorphFormat = Literal["json", "png", "gif"]
 BatchFormat = Literal["json", "zip"]
