@@ -25,9 +25,8 @@ import httpx
 import pytest
 
 from service.store import ModelStore
-from tests.service.helpers import free_port
+from tests.service.helpers import ATNL, ApiProcess
 from tests.service.images import png_of
-from tests.service.test_e2e import compose_command, wait_for
 
 pytestmark = pytest.mark.e2e
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: `make test` installs the dev extra")
@@ -66,52 +65,31 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="module")
 def server(redis_url: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``atnl serve`` and ``atnl worker`` (the commands docker-compose.yml runs) on a store holding
-    the tiny checkpoint twice: ``tiny`` (active) and ``tiny-b``."""
+    """``atnl serve`` and ``atnl worker`` on a store holding the tiny checkpoint twice: ``tiny``
+    (active) and ``tiny-b``."""
     tmp = tmp_path_factory.mktemp("playground")
     store = tmp / "store"
     for model_id in ("tiny", "tiny-b"):
         shutil.copytree(tiny_checkpoint, store / model_id)
     ModelStore(store).set_active("tiny")
-    port = free_port()
     env = {
-        **os.environ,
         "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/2",  # its own database: other tests flush theirs
         "ATNL_MODEL_STORE": str(store),
-        "ATNL_HOST": "127.0.0.1",
-        "ATNL_PORT": str(port),
-        "ATNL_DEVICE": "cpu",
-        "ATNL_BOOTSTRAP_DEFAULT_MODEL": "false",
         "ATNL_PROGRESS_INTERVAL_SECONDS": "0.3",
     }
-    env.pop("ATNL_API_TOKEN", None)
-    procs = []
-    for name in ("worker", "api"):
-        log = open(tmp / f"{name}.log", "w")
-        procs.append((subprocess.Popen(compose_command(name), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp), log))
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        for proc, _ in procs:
-            if proc.poll() is not None:
-                pytest.fail(f"{proc.args} exited with {proc.returncode}; logs in {tmp}")
-        try:
-            return httpx.get(base + "/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    api = ApiProcess(tmp, env)
+    with open(tmp / "worker.log", "w") as log:
+        worker = subprocess.Popen([ATNL, "worker"], env=api.env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(ready, "atnl serve to load the tiny model", timeout=120)
-        yield base
+        yield api.start().url
     finally:
-        for proc, log in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        api.stop()
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def open_page(browser, base: str, **context_args):
