@@ -443,6 +443,7 @@ class Timer:
 def run_stack(timer: Timer, compose: Compose) -> None:
     stack = Stack(compose)
     with timer.step("compose up -d, every healthcheck") as note:
+        compose("down", "--volumes", "--remove-orphans")  # what a killed run left: start empty
         compose("up", "-d", "--no-build")
         note.append(compose.wait_healthy({"redis": 1, "api": 1, "worker": 1}))
     with timer.step("default model trained (/readyz)") as note:
