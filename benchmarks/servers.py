@@ -53,7 +53,8 @@ class Server:
         server.args += ["--host", "127.0.0.1", "--port", str(server.port), "--log-level", "warning"]
         return server
 
-    def start(self, timeout: float = 180) -> Server:
+    def start(self, timeout: float = 900) -> Server:
+        """Start it and wait until it serves (ATNL_TORCH_COMPILE compiles at load: minutes on a CPU)."""
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         self.process = psutil.Process(self.proc.pid)

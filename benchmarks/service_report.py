@@ -67,12 +67,14 @@ def headline(record: dict[str, Any]) -> str:
         ["encode, 1 image a request, 32 concurrent", "-", small_cell(service["encode1"]),
          *[small_cell(servers[n]["encode1"]) for n in others]],
         ["interpolate, 14 frames, 1 at a time (interleaved)", f"p50 {morph['in_process']['p50_ms']:.1f} ms",
-         f"p50 {morph['service']['p50_ms']:.1f} ms" + failures(morph["service"]), *dash],
+         f"p50 {morph['service']['p50_ms']:.1f} ms (HTTP floor: `/healthz` p50 {morph['healthz']['p50_ms']:.1f} ms)"
+         + failures(morph["service"]), *dash],
         ["`/healthz` p99 while hallucinate saturates", "-",
          f"{service['healthz_under_hallucinate']['p99_ms']:.1f} ms", *dash],
         [f"RSS over {soak['requests']:,} mixed requests", "-",
-         f"{soak['rss_before_mb']:.0f} -> {soak['rss_after_mb']:.0f} MiB ({soak['rss_growth_percent']:+.1f} %)"
-         + failures(soak), *dash],
+         f"{soak['rss_before_mb']:.0f} -> {soak['rss_after_mb']:.0f} MiB ({soak['rss_growth_percent']:+.1f} %; "
+         f"{service['rss_start_mb']:.0f} MiB when ready, then rows 1-4 and {soak['warmup_requests']:,} mixed requests "
+         "before the first reading)" + failures(soak), *dash],
     ]  # fmt: skip
     return md_table(header, rows)
 
