@@ -108,6 +108,20 @@ async def test_concurrent_encodes_share_a_forward_and_get_their_own_latents(clie
         assert counter(after, name, op="encode") - counter(before, name, op="encode") == grew, name
 
 
+async def test_a_bad_image_fails_its_request_alone(client, digits) -> None:
+    held, batcher = gate(client.app)
+    first = asyncio.create_task(client.post("/v1/encode", files=files_of(digits[1][0])))
+    await until(held.entered.is_set)
+    good = asyncio.create_task(client.post("/v1/encode", files=files_of(digits[2][0], digits[3][0])))
+    truncated = png_of(digits[4][0])[:60]  # a header that passes, pixels that do not decode
+    bad = asyncio.create_task(client.post("/v1/encode", files=[("files", ("t.png", truncated, "image/png"))]))
+    await until(lambda: batcher.queued_images == 3)
+    held.opened.set()
+    assert (await first).status_code == 200 and len((await good).json()["latents"]) == 2
+    assert_problem(await bad, 422, "files[0]")
+    assert held.batches == [[1], [2, 1]]  # the good and the bad request shared one batch
+
+
 async def test_batches_stop_at_max_images(settings, redis_conn, digits) -> None:
     async with app_client(settings.model_copy(update={"batch_max_images": 4})) as client:
         held, batcher = gate(client.app)
