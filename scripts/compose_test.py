@@ -48,6 +48,8 @@ ENV_FILE = ".env.example"
 """The containers' settings file (ATNL_ENV_FILE) and compose's interpolation file: the documented defaults."""
 BASE_IMAGE = "atnl-local/python:3.11-torch2.13.0-cpu"
 """The Dockerfile's BASE_IMAGE here (docker/local/build-base-images.sh makes it)."""
+BUILD_LABEL = "atnl.compose-test=true"
+"""Label of the images compose-test builds, so that it removes only its own old ones."""
 DOCKER = "/usr/bin/docker"
 """The engine's own client (Debian's docker.io): its ``build`` speaks BuildKit without a buildx plugin."""
 TOOLS = {"dockerd": "docker.io", "/usr/bin/docker": "docker.io", "docker-compose": "docker-compose", "debootstrap": "debootstrap"}
@@ -151,10 +153,13 @@ def build_base_images() -> str:
 
 
 def build_service_image() -> str:
+    """docker/Dockerfile on BASE_IMAGE; then what earlier builds left goes (vfs copies every layer whole)."""
     image = local_images()["api"]
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     cmd = [DOCKER, "build", "--progress=plain", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
-    out = sh([*cmd, "-t", image, "-f", "docker/Dockerfile", "."], env=env, log=WORK / "build.log")
+    out = sh([*cmd, "--label", BUILD_LABEL, "-t", image, "-f", "docker/Dockerfile", "."], env=env, log=WORK / "build.log")
+    sh([DOCKER, "image", "prune", "--force", "--filter", f"label={BUILD_LABEL}"])  # the images this tag left
+    sh([DOCKER, "builder", "prune", "--force", "--filter", "until=1h"])  # build cache no build used for an hour
     steps = {line.split()[0] for line in out.splitlines() if line.startswith("#") and "] " in line and "[internal]" not in line}
     cached = {line.split()[0] for line in out.splitlines() if line.startswith("#") and line.rstrip().endswith("CACHED")}
     sizes = f"{image}: {image_size_mb(image):.0f} MB (its base {BASE_IMAGE}: {image_size_mb(BASE_IMAGE):.0f} MB)"
