@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     gif_frame_ms: int = Field(120, ge=10)
     """Duration of one frame of an interpolation GIF, milliseconds."""
     inference_threads: int = Field(4, ge=1)
-    """Inference calls running at once; more wait (torch already uses every core per call)."""
+    """Inference calls running at once; more wait. Each uses ``torch_threads`` threads
+    (by default the cores divided by this, so that the calls together fill the cores)."""
     store_poll_seconds: float = Field(2.0, gt=0)
     """How often the API re-reads the ACTIVE pointer, so a worker's ``activate: true``
     or another replica's hot swap reaches this process."""
