@@ -115,7 +115,7 @@ def jittered_copies(x: torch.Tensor, y: torch.Tensor, per_class: int, g: torch.G
 def hallucinated(
     model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor, num_labels: int, per_class: int, strategy: str, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = hallucinate(model, x, y, num_labels, per_class=per_class, strategy=strategy, seed=seed)
+    samples = hallucinate(model, x, y, num_labels, per_class=per_class, strategy=strategy, seed=seed).samples
     return torch.stack([s.image for s in samples]), torch.tensor([s.label for s in samples])
 
 

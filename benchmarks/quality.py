@@ -242,7 +242,7 @@ def hallucination_panels(
     for family in (f for f in FIGURE_FAMILIES if f in runs):
         model = runs[family].model
         strategy = default_strategy(model)
-        samples = hallucinate(model, x, y, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
+        samples = hallucinate(model, x, y, data.num_labels, per_class=per_class, strategy=strategy, seed=seed).samples
         by_label = [[s.image for s in samples if s.label == k] for k in range(data.num_labels)]
         fakes = [torch.stack(images) if images else x[:0] for images in by_label]
         panels.append((f"{DISPLAY[family]} ({strategy})", [x[y == k] for k in range(data.num_labels)], fakes))

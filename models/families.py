@@ -66,6 +66,7 @@ class FamilySpec:
             ordinal_head=head,
             snap_order_at_eval=cfg.snap_order_at_eval and head,
             style_angle=cfg.style_radius if cfg.fixed_style_angle and head else 0.0,
+            label_reader=ordered and cfg.reader_epochs > 0,
         )
 
 
@@ -200,6 +201,10 @@ class TrainConfig:
     snap_order_at_eval: bool = True
     """atnl with the ordinal head: a trained model places the order angle at its most
     likely sector's centre (see networks.ModelConfig.snap_order_at_eval)."""
+    reader_epochs: int = 6
+    """atnl: epochs of the label reader (models.reader), fitted on the real training images after
+    the autoencoder, that hallucination's self-check asks beside the order head (at most ``epochs``
+    of them: a quick run gets a quick reader); 0: no reader."""
     augment: bool = True
     """Small random affine jitter of training images (rotation, shift, scale)."""
     beta: float = 1.0
@@ -219,6 +224,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "latent_dim"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reader_epochs < 0:
+            raise InputError(f"reader_epochs must be >= 0, got {self.reader_epochs}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.latent_dim < 3 and FAMILIES[self.family].spherical:

@@ -25,6 +25,7 @@ import torch
 from models.errors import InputError
 from models.geometry import default_method, latent_path, normalize, slerp
 from models.networks import SemanticAutoencoder
+from models.order_circle import place_in_sectors
 
 Strategy = Literal["same", "ordinal", "both", "restyle", "mixed"]
 STRATEGIES: tuple[Strategy, ...] = ("same", "ordinal", "both", "restyle", "mixed")
@@ -45,13 +46,24 @@ STRATEGY_NOTES = {
     "same-label slerps at ω in [0.2, 0.8], a third (inner labels) y-1 -> y+1 slerps near the middle labelled y",
 }
 """One line per strategy, for reports."""
+Filter = Literal["model", "none"]
+FILTERS: tuple[Filter, ...] = ("model", "none")
+"""``model``: images the model's order head reads as another label are redrawn or left out;
+``none``: kept, and their reading returned beside them."""
+CHECK_ROUNDS = 32
+"""Times the self-check redraws the images still read as another label before it leaves them out."""
+CHECK_CONFIDENCE = 0.99
+"""Least probability the model's reading (``SemanticAutoencoder.label_probs``: the order head and
+the label reader, the lower of the two) must give an image's label for the self-check to keep it.
+The head reads a blurred half-8 between a 7 and a 9 as an 8 at 0.7-0.9, a clean 8 at 1.00; at 0.95
+outside classifiers still read a tenth of some labels otherwise."""
 
 
 def default_strategy(model: SemanticAutoencoder) -> Strategy:
     """The strategy a request that names none gets, and that the benches measure a model with:
     ``DEFAULT_STRATEGY`` where the model has an order circle (atnl), else ``both``, the
     slerp/lerp strategy every family can serve (the Euclidean baselines)."""
-    return DEFAULT_STRATEGY if model.cfg.spherical and model.cfg.num_labels >= 2 else "both"
+    return DEFAULT_STRATEGY if model.has_order_circle else "both"
 
 
 @dataclass
@@ -62,6 +74,55 @@ class HallucinatedSample:
     sources: tuple[int, int]
     """Indices into the input set of the two endpoints."""
     omega: float
+    read: int | None = None
+    """The label the model's order head reads in the image; None for models without an order circle."""
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """An example the model reads as another label than the one it was given."""
+
+    index: int
+    """Its index in the input set."""
+    given: int
+    read: int
+    confidence: float
+    """The model's probability of ``read``, in [0, 1]."""
+
+
+@dataclass
+class HallucinationResult:
+    """What ``hallucinate`` made, and what the model's own reading said of it."""
+
+    samples: list[HallucinatedSample]
+    disagreements: list[Disagreement]
+    checked: bool
+    """Whether the model read the images back (only models with an order circle can)."""
+    replaced: int = 0
+    """Images redrawn because the model read them as another label (filter ``model``)."""
+    dropped: int = 0
+    """Images left out because still misread after CHECK_ROUNDS (filter ``model``)."""
+
+    @property
+    def flagged(self) -> int:
+        """Samples kept though the model reads another label (filter ``none``)."""
+        return sum(s.read is not None and s.read != s.label for s in self.samples)
+
+
+def labels_note(strategy: str, checked: bool) -> str:
+    """How the labels of a hallucinated set were made and how far to trust them, in a sentence or two."""
+    how = STRATEGY_NOTES.get(strategy, strategy)
+    if checked:
+        return (
+            f"{how}. Each image carries the label it was drawn for: every example was first placed on its given "
+            "label's sector of the order circle (its style kept), and the model's order head and label reader read "
+            "each image back (self_check)."
+        )
+    return (
+        f"{how}. This model has no order circle: a label is that of the examples a path joins, or the one between "
+        "them, and nothing reads the images back, so a path's middle may show a neighbouring label. Trust these "
+        "labels as far as the model's morphs (its path score in the benchmarks)."
+    )
 
 
 def quotas(num_labels: int, per_class: int | None, n: int | None) -> list[int]:
@@ -99,6 +160,9 @@ def _pick(pool: torch.Tensor, g: torch.Generator) -> int:
     return int(pool[int(torch.randint(len(pool), (), generator=g))])
 
 
+JobKind = Literal["same", "ordinal", "restyle"]
+
+
 class Job(NamedTuple):
     """One image to make: from sources i and j at ω, labelled ``label``."""
 
@@ -106,20 +170,58 @@ class Job(NamedTuple):
     j: int
     omega: float
     label: int
-    restyle: bool = False
-    """True: i's order angle with its style moved towards j's; False: a path from i to j."""
+    kind: JobKind = "same"
+    """``restyle``: i's order angle with its style moved towards j's; else a path from i to j."""
+
+    @property
+    def restyle(self) -> bool:
+        return self.kind == "restyle"
+
+
+class Pools(NamedTuple):
+    """Indices of the examples of each label, and of all of them."""
+
+    by_label: list[torch.Tensor]
+    everyone: torch.Tensor
+
+    @classmethod
+    def of(cls, labels: torch.Tensor, num_labels: int) -> Pools:
+        return cls([(labels == k).nonzero().squeeze(1) for k in range(num_labels)], torch.arange(len(labels)))
+
+
+def restyle_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+    """A label-k example restyled towards any other example."""
+    i = _pick(pools.by_label[k], g)
+    donors = pools.everyone[pools.everyone != i]
+    return Job(i, _pick(donors, g) if len(donors) else i, _uniform(RESTYLE_OMEGA, g), k, "restyle")
+
+
+def ordinal_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+    """The middle of a path from a label k-1 example to a label k+1 one."""
+    i, j = _pick(pools.by_label[k - 1], g), _pick(pools.by_label[k + 1], g)
+    return Job(i, j, _uniform(ORDINAL_OMEGA, g), k, "ordinal")
+
+
+def same_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+    """A point on a path between two label-k examples (one, if there is only one)."""
+    i = _pick(pools.by_label[k], g)
+    others = pools.by_label[k][pools.by_label[k] != i]
+    return Job(i, _pick(others, g) if len(others) else i, _uniform(SAME_OMEGA, g), k, "same")
+
+
+JOB_MAKERS = {"restyle": restyle_job, "ordinal": ordinal_job, "same": same_job}
+"""Each kind of job, drawn afresh: the self-check redraws a misread image with its job's kind."""
 
 
 def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[Job]:
     """The jobs that make ``counts[k]`` images of each label k."""
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy[:64]!r}", field="strategy")
-    pools = [(labels == k).nonzero().squeeze(1) for k in range(num_labels)]
-    everyone = torch.arange(len(labels))
+    pools = Pools.of(labels, num_labels)
     out: list[Job] = []
     for k, count in enumerate(counts):
-        ordinal_ok = 0 < k < num_labels - 1 and len(pools[k - 1]) > 0 and len(pools[k + 1]) > 0
-        same_ok = len(pools[k]) > 0
+        ordinal_ok = 0 < k < num_labels - 1 and len(pools.by_label[k - 1]) > 0 and len(pools.by_label[k + 1]) > 0
+        same_ok = len(pools.by_label[k]) > 0
         n_restyle = {"restyle": count, "mixed": count // 3}.get(strategy, 0) if same_ok else 0
         rest = count - n_restyle
         if strategy == "ordinal" or not same_ok:
@@ -130,16 +232,9 @@ def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str
             n_ord = 0
         if n_ord + n_restyle < count and not same_ok:
             raise InputError(f"label {k} has no examples and no examples on both sides to interpolate from", field="labels")
-        for _ in range(n_restyle):
-            i = _pick(pools[k], g)
-            donors = everyone[everyone != i]
-            out.append(Job(i, _pick(donors, g) if len(donors) else i, _uniform(RESTYLE_OMEGA, g), k, restyle=True))
-        for _ in range(n_ord):
-            out.append(Job(_pick(pools[k - 1], g), _pick(pools[k + 1], g), _uniform(ORDINAL_OMEGA, g), k))
-        for _ in range(rest - n_ord):
-            i = _pick(pools[k], g)
-            others = pools[k][pools[k] != i]
-            out.append(Job(i, _pick(others, g) if len(others) else i, _uniform(SAME_OMEGA, g), k))
+        out += [restyle_job(k, pools, g) for _ in range(n_restyle)]
+        out += [ordinal_job(k, pools, g) for _ in range(n_ord)]
+        out += [same_job(k, pools, g) for _ in range(rest - n_ord)]
     return out
 
 
@@ -149,6 +244,30 @@ def restyled(code_i: torch.Tensor, code_j: torch.Tensor, omega: float) -> torch.
     lean = code_i[2:].norm()
     style = slerp(normalize(code_i[2:]), normalize(code_j[2:]), [omega]) * lean  # (1, d - 2)
     return torch.cat([code_i[None, :2], style], dim=1)
+
+
+def job_codes(codes: torch.Tensor, jobs: list[Job], spherical: bool) -> torch.Tensor:
+    """(len(jobs), d): the latent each job decodes, from the examples' (N, d) ``codes``."""
+    method = default_method(spherical)
+    return torch.cat(
+        [
+            restyled(codes[j.i], codes[j.j], j.omega)
+            if j.restyle
+            else latent_path(codes[j.i], codes[j.j], [j.omega], method, spherical)
+            for j in jobs
+        ]
+    )
+
+
+def read_labels(model: SemanticAutoencoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) the label the model reads in each (N, C, H, W) image and (N, K) its probabilities."""
+    probs = model.label_probs(images)
+    return probs.argmax(dim=1), probs
+
+
+def passes(read: torch.Tensor, probs: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """(M,) bool: images read as their ``wanted`` label with probability >= CHECK_CONFIDENCE."""
+    return (read == wanted) & (probs.gather(1, wanted[:, None]).squeeze(1) >= CHECK_CONFIDENCE)
 
 
 @torch.no_grad()
@@ -161,17 +280,28 @@ def hallucinate(
     n: int | None = None,
     strategy: str = "both",
     seed: int = 0,
-) -> list[HallucinatedSample]:
+    filter: Filter = "model",
+) -> HallucinationResult:
     """Make labelled images from ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) in [0, K).
 
-    Spherical models slerp their unit latents; Euclidean baselines lerp their codes.
-    Same ``seed``, same inputs -> the same samples."""
+    The given labels are the truth: a model with an order circle first turns each
+    example's order angle to its label's sector (``place_in_sectors``), style kept, so
+    that a misread example still lends its own label; the examples it reads as another
+    label are listed (``disagreements``). Its order head then reads every image made;
+    with ``filter="model"`` an image read as another label is redrawn (same kind of job,
+    fresh sources and ω) up to CHECK_ROUNDS times, and left out if still misread
+    (``dropped``); with ``filter="none"`` it is kept and its ``read`` says so.
+    Spherical models slerp their unit latents; Euclidean baselines lerp their codes and,
+    with no order circle, nothing reads their images back. Same ``seed``, same inputs ->
+    the same samples."""
     if images.dim() != 4 or labels.shape != (images.shape[0],):
         raise InputError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
         raise InputError(f"labels must be in [0, {num_labels})", field="labels")
-    if strategy in ("restyle", "mixed") and not (model.cfg.spherical and model.cfg.num_labels >= 2):
+    if strategy in ("restyle", "mixed") and not model.has_order_circle:
         raise InputError(f"strategy {strategy!r} needs a model with an order circle (family atnl)", field="strategy")
+    if filter not in FILTERS:
+        raise InputError(f"filter must be one of {list(FILTERS)}, got {filter[:64]!r}", field="filter")
     g = torch.Generator().manual_seed(seed)
     makeable = makeable_labels(labels, num_labels, strategy)
     counts = [0] * num_labels
@@ -180,13 +310,33 @@ def hallucinate(
     jobs = plan(labels, num_labels, counts, strategy, g)
     codes = model.code(images)  # (N, d)
     spherical = model.cfg.spherical
-    method = default_method(spherical)
-
-    def code_of(j: Job) -> torch.Tensor:
-        if j.restyle:
-            return restyled(codes[j.i], codes[j.j], j.omega)
-        return latent_path(codes[j.i], codes[j.j], [j.omega], method, spherical)
-
-    z = [code_of(j) for j in jobs]
-    decoded = model.decode(torch.cat(z)) if jobs else images[:0]
-    return [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]
+    if not model.has_order_circle:
+        decoded = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]
+        samples = [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]
+        return HallucinationResult(samples, [], checked=False)
+    given_read, given_probs = read_labels(model, images)
+    disagreements = [
+        Disagreement(i, int(labels[i]), int(given_read[i]), float(given_probs[i, given_read[i]]))
+        for i in range(len(labels))
+        if given_read[i] != labels[i]
+    ]
+    codes = place_in_sectors(codes, labels, model.cfg.num_labels, model.cfg.circle_span)
+    made = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]  # (M, C, H, W)
+    read, probs = read_labels(model, made)  # (M,), (M, K)
+    wanted = torch.tensor([j.label for j in jobs], dtype=torch.long)
+    replaced = 0
+    pools = Pools.of(labels, num_labels)
+    for _ in range(CHECK_ROUNDS if filter == "model" else 0):
+        misread = (~passes(read, probs, wanted)).nonzero().squeeze(1).tolist()
+        if not misread:
+            break
+        for m in misread:
+            jobs[m] = JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g)
+        redrawn = model.decode(job_codes(codes, [jobs[m] for m in misread], spherical))
+        made[misread] = redrawn
+        read[misread], probs[misread] = read_labels(model, redrawn)
+        replaced += len(misread)
+    ok = passes(read, probs, wanted)
+    keep = [m for m in range(len(jobs)) if filter == "none" or ok[m]]
+    samples = [HallucinatedSample(made[m], jobs[m].label, (jobs[m].i, jobs[m].j), jobs[m].omega, int(read[m])) for m in keep]
+    return HallucinationResult(samples, disagreements, checked=True, replaced=replaced, dropped=len(jobs) - len(keep))

@@ -225,7 +225,8 @@ def hallucination_quality(
     test images' (lower is closer), beside the same distance for the jittered images."""
     picks = few_shot_indices(data, train_indices, shots, seed)
     x_few, y_few = data.images[picks], data.labels[picks]
-    samples = hallucinate(model.cpu().eval(), x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
+    made = hallucinate(model.cpu().eval(), x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
+    samples = made.samples
     x_hal = torch.stack([s.image for s in samples])
     y_hal = torch.tensor([s.label for s in samples])
     g = torch.Generator().manual_seed(seed)

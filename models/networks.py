@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.errors import InputError
 from models.geometry import normalize
-from models.order_circle import CIRCLE_SPAN, at_lean, sector_centres, sector_decoding, snap_order_angle
+from models.order_circle import CIRCLE_SPAN, at_lean, order_angle, sector_centres, sector_decoding, snap_order_angle
+from models.reader import LabelReader
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class ModelConfig:
     latent sits on one small circle around the order plane's normal, so label sectors
     are linearly separable; free, an item far off the circle lies nearer a neighbour
     sector's centre than its own and a linear probe misreads it."""
+    label_reader: bool = False
+    """A ``reader.LabelReader`` for the K labels is part of the model (trained on real images
+    after the autoencoder; ``label_probs`` asks it beside the order head)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -128,9 +133,12 @@ class SemanticAutoencoder(nn.Module):
             raise InputError(f"image_size must be a multiple of 4, got {cfg.image_size}")
         if cfg.ordinal_head and (cfg.num_labels < 2 or cfg.variational or cfg.latent_dim < 3):
             raise InputError("ordinal_head needs num_labels >= 2, latent_dim >= 3 and a non-variational model")
+        if cfg.label_reader and cfg.num_labels < 2:
+            raise InputError("label_reader needs num_labels >= 2")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        self.reader = LabelReader(cfg.channels, cfg.num_labels) if cfg.label_reader else None
 
     def _check_images(self, x: torch.Tensor) -> None:
         c, s = self.cfg.channels, self.cfg.image_size
@@ -158,6 +166,28 @@ class SemanticAutoencoder(nn.Module):
         if self.cfg.style_angle > 0:
             plane, style = at_lean(plane, style, self.cfg.style_angle)  # unit by construction
         return logits, torch.cat([plane, style], dim=1)
+
+    @property
+    def has_order_circle(self) -> bool:
+        """Whether the model can say which label an image shows: it has an order circle (atnl)."""
+        return self.cfg.spherical and self.cfg.num_labels >= 2
+
+    def label_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> (N, K) the model's reading of each image's label: the order
+        head's softmax, or (without a head) a one-hot of the sector nearest the order angle;
+        with a label reader, each label's probability is the lower of the head's and the
+        reader's, so an image is read as y with confidence only when both are sure of y.
+        Only for models with an order circle (``has_order_circle``)."""
+        if not self.has_order_circle:
+            raise InputError("this model has no order circle to read labels from (family atnl has one)")
+        if self.cfg.ordinal_head:
+            probs = torch.softmax(self.order_logits_and_code(x)[0], dim=1)  # (N, K)
+        else:
+            centres = sector_centres(self.cfg.num_labels, self.cfg.circle_span, x.device)
+            psi = order_angle(self.encode(x))  # (N,)
+            nearest = (psi[:, None] - centres[None, :]).abs().argmin(1)
+            probs = F.one_hot(nearest, self.cfg.num_labels).to(x.dtype)
+        return probs if self.reader is None else torch.minimum(probs, self.reader.probs(x))
 
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, logvar) for variational models, (code, None) otherwise; (N, d) each."""

@@ -91,6 +91,17 @@ def snap_order_angle(z: torch.Tensor, cfg: SectorLayout) -> tuple[torch.Tensor, 
     return torch.cat([plane, style], dim=1), F.one_hot(k, cfg.num_labels).to(z.dtype)
 
 
+def place_in_sectors(z: torch.Tensor, labels: torch.Tensor, num_labels: int, span: float) -> torch.Tensor:
+    """(N, d) latents ``z`` with each one's order angle turned to the centre φ_y of its label
+    y (``labels``, (N,) in [0, K)); its distance from the order plane's origin and its style
+    (axes 2..d-1) kept, so a unit latent stays unit. Hallucination starts from the labels it
+    is given this way, not from where the encoder happened to put an example."""
+    centres = sector_centres(num_labels, span, z.device).to(z.dtype)[labels]  # (N,)
+    radius = z[:, :2].norm(dim=1, keepdim=True)  # (N, 1)
+    plane = torch.stack([torch.cos(centres), torch.sin(centres)], 1) * radius  # (N, 2)
+    return torch.cat([plane, z[:, 2:]], dim=1)
+
+
 def restyled_latents(z: torch.Tensor) -> torch.Tensor:
     """(B, d) unit latents: the order part (axes 0, 1) of each of ``z``'s (B, d) unit latents of an
     ordinal-head model, with the style of another item of the batch (a random shuffle), as a

@@ -17,6 +17,7 @@ from models.augment import jitter
 from models.data import ImageSet, split_indices
 from models.device import resolve_device
 from models.families import FAMILIES, LR_SCHEDULES, TrainConfig
+from models.judge import fit_classifier
 from models.networks import SemanticAutoencoder
 from models.sampling import class_balanced_batches
 
@@ -95,5 +96,10 @@ def train(
                 on_progress({"epoch": epoch, "epochs": cfg.epochs, "step": step, "steps": steps, "lr": lr, **parts})
         history.append({"epoch": epoch, **{k: v / steps for k, v in totals.items()}})
 
+    if model.reader is not None:  # on the real images only, once the decoder is done: it never trains against it
+        reader_seed = cfg.seed + 1  # not the judge's seed (benchmarks score with a JudgeCNN of seed ``cfg.seed``)
+        fit_classifier(
+            model.reader, x_all, y_all, cfg.reader_epochs, reader_seed, cfg.augment, max_rotation=data.label_safe_rotation
+        )
     model.eval()
     return TrainResult(model.cpu(), train_idx, test_idx, objective.describe(), history, time.monotonic() - start)

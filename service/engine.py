@@ -47,7 +47,7 @@ from models import CheckpointError, load_checkpoint
 from models.device import resolve_device
 from models.errors import InputError
 from models.geometry import Method, latent_path
-from models.hallucination import HallucinatedSample, Strategy, default_strategy, hallucinate, quotas
+from models.hallucination import Filter, HallucinationResult, Strategy, default_strategy, hallucinate, quotas
 from models.networks import SemanticAutoencoder
 from service import imaging, metrics
 from service.batching import Batcher, BatchFn, BatchPolicy
@@ -129,7 +129,9 @@ class Morph:
 class Hallucination:
     model_id: str
     label_names: list[str]
-    samples: list[HallucinatedSample]
+    strategy: Strategy
+    made: HallucinationResult
+    """The samples, the examples the model reads otherwise, and what its self-check did."""
     pngs: list[bytes]
     """One PNG per sample (format json), else empty."""
     file: bytes | None
@@ -147,6 +149,8 @@ class HallucinationPlan:
     seed: int
     preprocess: bool
     fmt: BatchFormat
+    filter: Filter = "model"
+    """``model``: images the model reads as another label are redrawn or left out; ``none``: kept, flagged."""
     total: int = 0
     """Images it will make at most (set by ``Engine.hallucinate`` once the model is known)."""
 
@@ -296,14 +300,27 @@ class LoadedModel:
         strategy = plan.strategy or default_strategy(self.model)
         metrics.BATCH_SIZE.labels("hallucinate").observe(plan.total)
         with self.runner.inference():
-            samples = hallucinate(
-                self.model, x, torch.tensor(label_idx), len(self.label_names), plan.per_class, plan.n, strategy, plan.seed
+            made = hallucinate(
+                self.model,
+                x,
+                torch.tensor(label_idx),
+                len(self.label_names),
+                plan.per_class,
+                plan.n,
+                strategy,
+                plan.seed,
+                plan.filter,
             )
-        pngs = [imaging.png_bytes(s.image.float().cpu().numpy()) for s in samples]
+        pngs = [imaging.png_bytes(s.image.float().cpu().numpy()) for s in made.samples]
         if plan.fmt == "zip":
-            rows = [(self.label_names[s.label], s.sources, s.omega) for s in samples]
-            return Hallucination(self.id, self.label_names, samples, [], imaging.zip_bytes(pngs, rows))
-        return Hallucination(self.id, self.label_names, samples, pngs, None)
+            names = self.label_names
+            rows = [
+                imaging.ZipRow(names[s.label], s.sources, s.omega, None if s.read is None else names[s.read])
+                for s in made.samples
+            ]
+            given = [(d.index, names[d.given], names[d.read], d.confidence) for d in made.disagreements]
+            return Hallucination(self.id, names, strategy, made, [], imaging.zip_bytes(pngs, rows, given))
+        return Hallucination(self.id, self.label_names, strategy, made, pngs, None)
 
 
 class Engine:

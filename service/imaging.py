@@ -11,6 +11,7 @@ import io
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -281,17 +282,37 @@ def gif_bytes(images: Sequence[np.ndarray], frame_ms: int) -> bytes:
     return buf.getvalue()
 
 
-def zip_bytes(pngs: Sequence[bytes], rows: Sequence[tuple[str, tuple[int, int], float]]) -> bytes:
-    """A zip of ``images/NNNNN.png`` plus ``labels.csv`` (file, label, source_i, source_j, omega),
-    one (label name, sources, ω) row per PNG."""
+class ZipRow(NamedTuple):
+    """One hallucinated image's line of ``labels.csv``."""
+
+    label: str
+    sources: tuple[int, int]
+    omega: float
+    read: str | None
+    """The label the model reads in it (None: a model that cannot read labels)."""
+
+
+def zip_bytes(pngs: Sequence[bytes], rows: Sequence[ZipRow], disagreements: Sequence[tuple[int, str, str, float]]) -> bytes:
+    """A zip of ``images/NNNNN.png``, ``labels.csv`` (file, label, source_i, source_j, omega, read),
+    one row per PNG, and ``disagreements.csv`` (file, given, read, confidence): the uploads the
+    model reads as another label than the one given (``file`` is the upload's index)."""
+    names = [f"images/{k:05d}.png" for k in range(len(pngs))]
+    labels = [
+        [name, r.label, r.sources[0], r.sources[1], f"{r.omega:.6f}", r.read or ""] for name, r in zip(names, rows, strict=True)
+    ]
+    given = [[index, label, read, f"{confidence:.4f}"] for index, label, read, confidence in disagreements]
     buf = io.BytesIO()
-    table = io.StringIO()
-    writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["file", "label", "source_i", "source_j", "omega"])
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for k, (png, (label, sources, omega)) in enumerate(zip(pngs, rows, strict=True)):
-            name = f"images/{k:05d}.png"
+        for name, png in zip(names, pngs, strict=True):
             zf.writestr(name, png)
-            writer.writerow([name, label, sources[0], sources[1], f"{omega:.6f}"])
-        zf.writestr("labels.csv", table.getvalue())
+        zf.writestr("labels.csv", csv_text(["file", "label", "source_i", "source_j", "omega", "read"], labels))
+        zf.writestr("disagreements.csv", csv_text(["file", "given", "read", "confidence"], given))
     return buf.getvalue()
+
+
+def csv_text(header: list[str], rows: Sequence[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()

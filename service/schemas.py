@@ -105,11 +105,40 @@ class HallucinatedImage(BaseModel):
     png: Png
     sources: tuple[int, int] = Field(description="Indices (upload order) of the two images interpolated.")
     omega: float
+    read: str | None = Field(
+        description="The label the model reads in the image (its order head and label reader); null for models "
+        "without an order circle, which cannot read labels. With filter=model it is always `label`."
+    )
+
+
+class Disagreement(BaseModel):
+    file: int = Field(description="Index (upload order) of the example.")
+    given: str = Field(description="The label the request gave it (the one hallucination uses).")
+    read: str = Field(description="The label the model reads in it.")
+    confidence: float = Field(description="The model's probability of `read`, 0 to 1.")
+
+
+class SelfCheck(BaseModel):
+    checked: bool = Field(description="Whether the model read its images back (only models with an order circle can).")
+    filter: Literal["model", "none"]
+    replaced: int = Field(description="Images redrawn because the model read them as another label (filter=model).")
+    dropped: int = Field(
+        description="Images left out because the model still read another label after the redraws (filter=model): "
+        "the answer holds that many fewer than asked."
+    )
+    flagged: int = Field(description="Images kept though the model reads another label (filter=none).")
 
 
 class HallucinateResponse(BaseModel):
     model_id: str
+    strategy: Literal["same", "ordinal", "both", "restyle", "mixed"] = Field(description="The strategy used.")
     images: list[HallucinatedImage]
+    disagreements: list[Disagreement] = Field(
+        description="The examples the model reads as another label than the one given. Hallucination uses the given "
+        "label (atnl models place each example on its label's sector, its style kept); check these examples."
+    )
+    self_check: SelfCheck
+    labels_note: str = Field(description="How the labels of the images were made, and how far to trust them.")
 
 
 class ModelInfo(BaseModel):
@@ -180,6 +209,7 @@ TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
     "order_temperature": {"gt": 0, "le": 100},
     "label_smoothing": {"ge": 0, "lt": 1},
     "test_fraction": {"ge": 0.05, "le": 0.5},
+    "reader_epochs": {"ge": 0, "le": 100},
     "seed": {"ge": 0, "le": SEED_MAX},
 }
 """Bounds of the training fields POST /v1/train accepts (shown in OpenAPI), beyond the library's own

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from models.geometry import Method
-from models.hallucination import Strategy
+from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
 from service.deps import EngineDep, SettingsDep
 from service.engine import BatchFormat, HallucinationPlan, MorphFormat, Uploads
@@ -26,10 +26,12 @@ from service.json_bodies import json_body_bytes, json_request_body
 from service.schemas import (
     DecodeRequest,
     DecodeResponse,
+    Disagreement,
     EncodeResponse,
     HallucinatedImage,
     HallucinateResponse,
     InterpolateResponse,
+    SelfCheck,
     limit,
 )
 
@@ -176,17 +178,41 @@ async def hallucinate(
     ] = None,
     strategy: Annotated[Strategy | None, Form(description="Default: restyle for atnl models, both for the baselines.")] = None,
     seed: Annotated[int, Form(ge=0, le=SEED_MAX, description="Same seed and inputs, same outputs.")] = 0,
-    format: Annotated[BatchFormat, Form(description="json, or zip (PNGs plus labels.csv).")] = "json",
+    format: Annotated[BatchFormat, Form(description="json, or zip (PNGs, labels.csv and disagreements.csv).")] = "json",
     preprocess: Preprocess = "mnist",
+    filter: Annotated[
+        Filter,
+        Form(
+            description="model (default): the model reads every image made; one it reads as another label is redrawn, "
+            "or left out if still misread (self_check.dropped). none: kept, its `read` says what the model sees."
+        ),
+    ] = "model",
 ) -> Any:
     """A few labelled images -> new labelled images made by semantic interpolation."""
     blobs = await read_uploads(files, settings)
-    plan = HallucinationPlan(per_class, n, strategy, seed, preprocess == "mnist", format)
+    plan = HallucinationPlan(per_class, n, strategy, seed, preprocess == "mnist", format, filter)
     made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan)
     if made.file is not None:
         return file_response(made.file, "application/zip", made.model_id, "hallucinated.zip")
+    names, result = made.label_names, made.made
     items = [
-        HallucinatedImage(label=made.label_names[s.label], png=png, sources=s.sources, omega=s.omega)
-        for s, png in zip(made.samples, b64(made.pngs), strict=True)
+        HallucinatedImage(
+            label=names[s.label], png=png, sources=s.sources, omega=s.omega, read=None if s.read is None else names[s.read]
+        )
+        for s, png in zip(result.samples, b64(made.pngs), strict=True)
     ]
-    return HallucinateResponse(model_id=made.model_id, images=items)
+    disagreements = [
+        Disagreement(file=d.index, given=names[d.given], read=names[d.read], confidence=d.confidence)
+        for d in result.disagreements
+    ]
+    check = SelfCheck(
+        checked=result.checked, filter=filter, replaced=result.replaced, dropped=result.dropped, flagged=result.flagged
+    )
+    return HallucinateResponse(
+        model_id=made.model_id,
+        strategy=made.strategy,
+        images=items,
+        disagreements=disagreements,
+        self_check=check,
+        labels_note=labels_note(made.strategy, result.checked),
+    )

@@ -453,7 +453,9 @@
         state.fewshot.splice(i, 1);
         renderFewshot();
       });
-      return el("li", {}, [image(item.url, `example ${i + 1}, label ${item.label}`), select, remove]);
+      const read = item.disagreement && item.disagreement.given === item.label ? item.disagreement.read : null;
+      const note = read ? [el("span", { className: "misread-note", textContent: `model reads ${read}` })] : [];
+      return el("li", {}, [markedImage(image(item.url, `example ${i + 1}, label ${item.label}`), read), select, ...note, remove]);
     });
     $("#fewshot").replaceChildren(...items);
   }
@@ -478,6 +480,7 @@
     form.append("per_class", $("#per-class").value);
     if ($("#strategy").value) form.append("strategy", $("#strategy").value);
     form.append("seed", $("#hall-seed").value || "0");
+    form.append("filter", $("#hall-filter").value);
     form.append("format", format);
     return form;
   }
@@ -488,9 +491,28 @@
     await guarded("#hall-error", async () => {
       const examples = state.fewshot.slice();
       const answer = await api("/v1/hallucinate", { body: hallucinateForm("json") });
+      markDisagreements(answer, examples);
       renderHallucinations(answer, examples);
     });
     button.disabled = false;
+  }
+
+  // The examples the model reads as another label than the one given: marked in the set (their
+  // label is still used), and a line on what the self-check did.
+  function markDisagreements(answer, examples) {
+    const byFile = new Map(answer.disagreements.map((d) => [d.file, d]));
+    examples.forEach((item, i) => (item.disagreement = byFile.get(i) ?? null));
+    renderFewshot();
+    const c = answer.self_check;
+    const parts = [];
+    if (answer.disagreements.length) {
+      const list = answer.disagreements.map((d) => `example ${d.file + 1} (given ${d.given}, reads ${d.read})`).join(", ");
+      parts.push(`The model reads ${list} as another label; the label you gave is used.`);
+    }
+    if (!c.checked) parts.push("This model cannot read labels: nothing checked the images.");
+    else if (c.filter === "model") parts.push(`Self-check: ${c.replaced} redrawn, ${c.dropped} left out.`);
+    else parts.push(`Self-check: ${c.flagged} image(s) the model reads as another label are marked.`);
+    $("#hall-check").textContent = parts.join(" ");
   }
 
   function renderHallucinations(answer, examples) {
@@ -499,11 +521,14 @@
         const sources = examples
           .map((item, i) => [item, i])
           .filter(([item]) => item.label === name)
-          .map(([item, i]) => image(item.url, `example ${i + 1}, label ${name}`));
+          .map(([item, i]) => markedImage(image(item.url, `example ${i + 1}, label ${name}`), item.disagreement?.read));
         const made = answer.images
           .filter((m) => m.label === name)
           .map((m) =>
-            image(pngSrc(m.png), `hallucinated ${name}`, `label ${name}: from examples ${m.sources[0] + 1} and ${m.sources[1] + 1}, ω = ${m.omega.toFixed(2)}`),
+            markedImage(
+              image(pngSrc(m.png), `hallucinated ${name}`, `label ${name}: from examples ${m.sources[0] + 1} and ${m.sources[1] + 1}, ω = ${m.omega.toFixed(2)}`),
+              m.read !== null && m.read !== m.label ? m.read : null,
+            ),
           );
         if (!sources.length && !made.length) return null;
         const group = el("div", { className: "hall-group", role: "group", "aria-label": `label ${name}: ${sources.length} examples, ${made.length} made` }, [
@@ -516,6 +541,16 @@
       })
       .filter(Boolean);
     $("#hall-grid").replaceChildren(...groups);
+  }
+
+  // An image the model reads as another label: outlined, and the reading in its title and alt.
+  function markedImage(img, read) {
+    if (read) {
+      img.classList.add("misread");
+      img.title = `${img.title ? img.title + "; " : ""}the model reads ${read}`;
+      img.alt = `${img.alt} (the model reads ${read})`;
+    }
+    return img;
   }
 
   async function hallucinateZip() {

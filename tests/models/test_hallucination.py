@@ -12,6 +12,7 @@ from models.data import ImageSet
 from models.geometry import lerp, normalize, slerp
 from models.hallucination import ORDINAL_OMEGA, RESTYLE_OMEGA, SAME_OMEGA, HallucinatedSample, hallucinate, plan, quotas
 from models.networks import SemanticAutoencoder
+from models.order_circle import sector_centres
 
 ModelFactory = Callable[..., SemanticAutoencoder]
 """The ``make_model`` fixture of conftest.py."""
@@ -24,7 +25,7 @@ def few_shot(mnist_500: ImageSet) -> ImageSet:
 
 
 def run(model: SemanticAutoencoder, data: ImageSet, **kwargs: object) -> list[HallucinatedSample]:
-    return hallucinate(model, data.images, data.labels, data.num_labels, **kwargs)  # type: ignore[arg-type]
+    return hallucinate(model, data.images, data.labels, data.num_labels, **kwargs).samples  # type: ignore[arg-type]
 
 
 def check_sample(s: HallucinatedSample, data: ImageSet) -> str:
@@ -77,7 +78,7 @@ def test_restyle_keeps_the_label_example_s_order_angle_and_takes_a_donor_s_style
     make_model: ModelFactory, few_shot: ImageSet
 ) -> None:
     model = ordered_model(make_model)
-    samples = run(model, few_shot, per_class=6, strategy="restyle", seed=3)
+    samples = run(model, few_shot, per_class=6, strategy="restyle", seed=3, filter="none")
     # 5 has no examples to restyle: it is filled from 4 -> 6 as in ``ordinal``.
     assert Counter(s.label for s in samples) == dict.fromkeys(range(10), 6)
     donors = set()
@@ -91,11 +92,13 @@ def test_restyle_keeps_the_label_example_s_order_angle_and_takes_a_donor_s_style
             assert int(few_shot.labels[i]) == s.label and i != j
             assert RESTYLE_OMEGA[0] <= s.omega <= RESTYLE_OMEGA[1]
             donors.add(int(few_shot.labels[j]))
-            # Slow restatement: i's order axes, i's lean, a style between i's and j's.
+            # Slow restatement: the centre of i's given label's sector, i's lean, a style between i's and j's.
             si, sj = normalize(codes[i, 2:]), normalize(codes[j, 2:])
             theta = torch.arccos((si @ sj).clamp(-1, 1))
             style = (torch.sin((1 - s.omega) * theta) * si + torch.sin(s.omega * theta) * sj) / torch.sin(theta)
-            z = torch.cat([codes[i, :2], style * codes[i, 2:].norm()])[None]
+            phi = sector_centres(10, model.cfg.circle_span)[s.label]
+            plane = codes[i, :2].norm() * torch.stack([torch.cos(phi), torch.sin(phi)])
+            z = torch.cat([plane, style * codes[i, 2:].norm()])[None]
             torch.testing.assert_close(z.norm(dim=1), torch.ones(1), atol=1e-5, rtol=0)
             torch.testing.assert_close(s.image, model.decode(z)[0], atol=1e-5, rtol=0)
     assert len(donors) > 3  # styles come from examples of many labels
@@ -160,9 +163,10 @@ def test_hallucinating_from_a_trained_checkpoint(tiny_checkpoint, mnist_5k: Imag
     idx = torch.tensor([0, 1, 2, 500, 501, 502, 1000, 1001])
     data = mnist_5k.subset(idx)
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]  # mnist-5k is ordered by label
-    samples = hallucinate(model, data.images, data.labels, 3, per_class=3, seed=0)
+    samples = hallucinate(model, data.images, data.labels, 3, per_class=3, seed=0, filter="none").samples
     assert [s.label for s in samples] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert all(check_sample(s, data) in ("same", "ordinal") for s in samples)
+    assert all(s.read is not None and 0 <= s.read < 10 for s in samples)
 
 
 @pytest.mark.parametrize(
@@ -199,9 +203,9 @@ def test_only_labels_with_examples_or_both_neighbours_are_made(make_model: Model
     model = make_model()
     x, y = few_shot.images, few_shot.labels
     no_zeros = y != 0  # label 0 has no examples and no label below it to interpolate from: skipped
-    samples = hallucinate(model, x[no_zeros], y[no_zeros], 10, per_class=2, seed=0)
+    samples = hallucinate(model, x[no_zeros], y[no_zeros], 10, per_class=2, seed=0).samples
     assert Counter(s.label for s in samples) == {k: 2 for k in range(1, 10)}
     zeros_and_twos = (y == 0) | (y == 2)  # 1 lies between them and is filled by ordinal slerps
     for strategy, made in (("both", {0, 1, 2}), ("same", {0, 2})):
-        samples = hallucinate(model, x[zeros_and_twos], y[zeros_and_twos], 10, per_class=3, strategy=strategy, seed=0)
+        samples = hallucinate(model, x[zeros_and_twos], y[zeros_and_twos], 10, per_class=3, strategy=strategy, seed=0).samples
         assert Counter(s.label for s in samples) == {k: 3 for k in made}
