@@ -22,6 +22,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from models.augment import jitter
 from models.errors import InputError
 from models.geometry import default_method, latent_path, normalize, slerp
 from models.networks import SemanticAutoencoder
@@ -52,6 +53,10 @@ FILTERS: tuple[Filter, ...] = ("model", "none")
 ``none``: kept, and their reading returned beside them."""
 CHECK_ROUNDS = 32
 """Times the self-check redraws the images still read as another label before it leaves them out."""
+CHECK_JITTERS = 3
+"""Jittered copies of each made image the label reader also reads in the self-check."""
+CHECK_JITTER = 0.06
+"""Shift (share of the half-width) and rescaling (1 ± this) of those copies."""
 CHECK_CONFIDENCE = 0.99
 """Least probability the model's reading (``SemanticAutoencoder.label_probs``: the order head and
 the label reader, the lower of the two) must give an image's label for the self-check to keep it.
@@ -265,6 +270,20 @@ def read_labels(model: SemanticAutoencoder, images: torch.Tensor) -> tuple[torch
     return probs.argmax(dim=1), probs
 
 
+def check_labels(model: SemanticAutoencoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The self-check's reading of (N, C, H, W) made images: ``read_labels``, and with a label
+    reader, each label's probability also the lowest the reader gives CHECK_JITTERS small shifts
+    and rescalings of the image (seeded). Off the data manifold, classifiers disagree with one
+    another at full confidence; a reading that holds under small jitters is one they share."""
+    probs = model.label_probs(images)  # (N, K)
+    if model.reader is not None:
+        g = torch.Generator().manual_seed(0)
+        for _ in range(CHECK_JITTERS):  # no rotation: it is the label of some data sets (pose-digits)
+            moved = jitter(images, g, degrees=0.0, shift=CHECK_JITTER, scale=CHECK_JITTER)
+            probs = torch.minimum(probs, model.reader.probs(moved))
+    return probs.argmax(dim=1), probs
+
+
 def passes(read: torch.Tensor, probs: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
     """(M,) bool: images read as their ``wanted`` label with probability >= CHECK_CONFIDENCE."""
     return (read == wanted) & (probs.gather(1, wanted[:, None]).squeeze(1) >= CHECK_CONFIDENCE)
@@ -287,10 +306,11 @@ def hallucinate(
     The given labels are the truth: a model with an order circle first turns each
     example's order angle to its label's sector (``place_in_sectors``), style kept, so
     that a misread example still lends its own label; the examples it reads as another
-    label are listed (``disagreements``). Its order head then reads every image made;
-    with ``filter="model"`` an image read as another label is redrawn (same kind of job,
-    fresh sources and ω) up to CHECK_ROUNDS times, and left out if still misread
-    (``dropped``); with ``filter="none"`` it is kept and its ``read`` says so.
+    label are listed (``disagreements``). The model then reads every image made
+    (``check_labels``: its order head and label reader); with ``filter="model"`` an image
+    not read as its label with probability >= CHECK_CONFIDENCE is redrawn (same kind of
+    job, fresh sources and ω) up to CHECK_ROUNDS times, and left out if still misread
+    (``dropped``); with ``filter="none"`` it is kept and its ``read`` says what the model sees.
     Spherical models slerp their unit latents; Euclidean baselines lerp their codes and,
     with no order circle, nothing reads their images back. Same ``seed``, same inputs ->
     the same samples."""
@@ -322,7 +342,7 @@ def hallucinate(
     ]
     codes = place_in_sectors(codes, labels, model.cfg.num_labels, model.cfg.circle_span)
     made = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]  # (M, C, H, W)
-    read, probs = read_labels(model, made)  # (M,), (M, K)
+    read, probs = check_labels(model, made)  # (M,), (M, K)
     wanted = torch.tensor([j.label for j in jobs], dtype=torch.long)
     replaced = 0
     pools = Pools.of(labels, num_labels)
@@ -334,7 +354,7 @@ def hallucinate(
             jobs[m] = JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g)
         redrawn = model.decode(job_codes(codes, [jobs[m] for m in misread], spherical))
         made[misread] = redrawn
-        read[misread], probs[misread] = read_labels(model, redrawn)
+        read[misread], probs[misread] = check_labels(model, redrawn)
         replaced += len(misread)
     ok = passes(read, probs, wanted)
     keep = [m for m in range(len(jobs)) if filter == "none" or ok[m]]
