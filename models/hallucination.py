@@ -51,17 +51,17 @@ Filter = Literal["model", "none"]
 FILTERS: tuple[Filter, ...] = ("model", "none")
 """``model``: images the model's order head reads as another label are redrawn or left out;
 ``none``: kept, and their reading returned beside them."""
-CHECK_ROUNDS = 32
-"""Times the self-check redraws the images still read as another label before it leaves them out."""
+CHECK_ROUNDS = 16
+"""Draws the self-check makes for an image it doubts (below CHECK_CONFIDENCE) before it keeps the best one."""
 CHECK_JITTERS = 3
 """Jittered copies of each made image the label reader also reads in the self-check."""
 CHECK_JITTER = 0.06
 """Shift (share of the half-width) and rescaling (1 ± this) of those copies."""
 CHECK_CONFIDENCE = 0.99
-"""Least probability the model's reading (``SemanticAutoencoder.label_probs``: the order head and
-the label reader, the lower of the two) must give an image's label for the self-check to keep it.
-The head reads a blurred half-8 between a 7 and a 9 as an 8 at 0.7-0.9, a clean 8 at 1.00; at 0.95
-outside classifiers still read a tenth of some labels otherwise."""
+"""Probability of its label (``check_labels``: the lower of the order head's and the label
+reader's) from which the self-check trusts an image without drawing it again. The head reads a
+blurred half-8 between a 7 and a 9 as an 8 at 0.7-0.9, a clean one at 1.00; an image drawn again
+is replaced only by a better-read one, so a weaker model, sure of fewer images, still answers."""
 
 
 def default_strategy(model: SemanticAutoencoder) -> Strategy:
@@ -104,9 +104,9 @@ class HallucinationResult:
     checked: bool
     """Whether the model read the images back (only models with an order circle can)."""
     replaced: int = 0
-    """Images redrawn because the model read them as another label (filter ``model``)."""
+    """Images swapped for a draw the model reads better as their label (filter ``model``)."""
     dropped: int = 0
-    """Images left out because still misread after CHECK_ROUNDS (filter ``model``)."""
+    """Images left out because even the best of CHECK_ROUNDS draws was read as another label (filter ``model``)."""
 
     @property
     def flagged(self) -> int:
@@ -284,11 +284,6 @@ def check_labels(model: SemanticAutoencoder, images: torch.Tensor) -> tuple[torc
     return probs.argmax(dim=1), probs
 
 
-def passes(read: torch.Tensor, probs: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-    """(M,) bool: images read as their ``wanted`` label with probability >= CHECK_CONFIDENCE."""
-    return (read == wanted) & (probs.gather(1, wanted[:, None]).squeeze(1) >= CHECK_CONFIDENCE)
-
-
 @torch.no_grad()
 def hallucinate(
     model: SemanticAutoencoder,
@@ -307,10 +302,12 @@ def hallucinate(
     example's order angle to its label's sector (``place_in_sectors``), style kept, so
     that a misread example still lends its own label; the examples it reads as another
     label are listed (``disagreements``). The model then reads every image made
-    (``check_labels``: its order head and label reader); with ``filter="model"`` an image
-    not read as its label with probability >= CHECK_CONFIDENCE is redrawn (same kind of
-    job, fresh sources and ω) up to CHECK_ROUNDS times, and left out if still misread
-    (``dropped``); with ``filter="none"`` it is kept and its ``read`` says what the model sees.
+    (``check_labels``: its order head and label reader). With ``filter="model"`` an image
+    it reads as its label with probability below CHECK_CONFIDENCE is drawn again (the same
+    kind of job, fresh sources and ω) up to CHECK_ROUNDS times, and the slot keeps the
+    best-read of its draws (``replaced`` counts the swaps); a slot whose best is still
+    read as another label is left out (``dropped``). With ``filter="none"`` every image
+    is kept and its ``read`` says what the model sees.
     Spherical models slerp their unit latents; Euclidean baselines lerp their codes and,
     with no order circle, nothing reads their images back. Same ``seed``, same inputs ->
     the same samples."""
@@ -344,19 +341,21 @@ def hallucinate(
     made = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]  # (M, C, H, W)
     read, probs = check_labels(model, made)  # (M,), (M, K)
     wanted = torch.tensor([j.label for j in jobs], dtype=torch.long)
+    score = probs.gather(1, wanted[:, None]).squeeze(1)  # (M,) the reading's probability of the label wanted
     replaced = 0
     pools = Pools.of(labels, num_labels)
     for _ in range(CHECK_ROUNDS if filter == "model" else 0):
-        misread = (~passes(read, probs, wanted)).nonzero().squeeze(1).tolist()
-        if not misread:
+        doubtful = (score < CHECK_CONFIDENCE).nonzero().squeeze(1).tolist()
+        if not doubtful:
             break
-        for m in misread:
-            jobs[m] = JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g)
-        redrawn = model.decode(job_codes(codes, [jobs[m] for m in misread], spherical))
-        made[misread] = redrawn
-        read[misread], probs[misread] = check_labels(model, redrawn)
-        replaced += len(misread)
-    ok = passes(read, probs, wanted)
-    keep = [m for m in range(len(jobs)) if filter == "none" or ok[m]]
+        tries = [JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g) for m in doubtful]
+        tried = model.decode(job_codes(codes, tries, spherical))
+        tried_read, tried_probs = check_labels(model, tried)
+        tried_score = tried_probs.gather(1, wanted[doubtful][:, None]).squeeze(1)
+        for t, m in enumerate(doubtful):  # each slot keeps the best-read image of its draws
+            if tried_score[t] > score[m]:
+                jobs[m], made[m], read[m], score[m] = tries[t], tried[t], tried_read[t], tried_score[t]
+                replaced += 1
+    keep = [m for m in range(len(jobs)) if filter == "none" or read[m] == wanted[m]]
     samples = [HallucinatedSample(made[m], jobs[m].label, (jobs[m].i, jobs[m].j), jobs[m].omega, int(read[m])) for m in keep]
     return HallucinationResult(samples, disagreements, checked=True, replaced=replaced, dropped=len(jobs) - len(keep))
