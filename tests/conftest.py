@@ -33,6 +33,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_5k) -> Path:
     return train_to_checkpoint(TrainConfig(**TINY_TRAIN), out, data=mnist_5k)
 
 
+SMALL_TRAIN = {**TINY_TRAIN, "epochs": 8, "latent_dim": 16, "realism_weight": 0.0}
+"""An ATNL run long enough to draw digits an outside classifier reads (about a minute on 2 CPU
+threads; no realism critic, a quarter of the step's cost): for tests of what the images show."""
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_5k) -> Path:
+    """Directory of a real ATNL checkpoint trained for eight epochs on mnist-5k."""
+    from models.pipeline import train_to_checkpoint
+    from models.training import TrainConfig
+
+    out = tmp_path_factory.mktemp("ckpt") / "small-atnl"
+    return train_to_checkpoint(TrainConfig(**SMALL_TRAIN), out, data=mnist_5k)
+
+
 @pytest.fixture(scope="session")
 def atnl_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """ATNL_CACHE_DIR set to a per-session directory (where judges and bench models are cached)."""

@@ -75,3 +75,26 @@ def test_unit_style_input_decodes_the_same_whatever_the_lean() -> None:
     torch.testing.assert_close(images[2], images[1])
     other = torch.cat([math.cos(0.45) * plane / plane.norm(), -math.sin(0.45) * style / style.norm()], 1)
     assert not torch.allclose(model.decode(other), images[1])  # the style direction still matters
+
+
+def test_label_probs_is_the_lower_of_the_order_head_and_the_label_reader(mnist_500: ImageSet) -> None:
+    x = mnist_500.images[::25]
+    model = ordinal(style_angle=LEAN, label_reader=True).eval()
+    assert model.reader is not None and ordinal().reader is None
+    with torch.no_grad():
+        head = torch.softmax(model.order_logits_and_code(x)[0], dim=1)
+        reader = torch.softmax(model.reader(x), dim=1)
+        probs = model.label_probs(x)
+    for n in range(len(x)):  # slow restatement, item by item
+        for k in range(10):
+            assert probs[n, k].item() == min(head[n, k].item(), reader[n, k].item())
+
+
+def test_only_models_with_an_order_circle_read_labels(mnist_500: ImageSet) -> None:
+    torch.manual_seed(0)
+    baseline = SemanticAutoencoder(ModelConfig(latent_dim=6, width=4, hidden=32, spherical=False))
+    assert not baseline.has_order_circle and ordinal().has_order_circle
+    with pytest.raises(ValueError, match="no order circle to read labels from"):
+        baseline.label_probs(mnist_500.images[:2])
+    with pytest.raises(ValueError, match="label_reader needs num_labels >= 2"):
+        SemanticAutoencoder(ModelConfig(latent_dim=6, label_reader=True))

@@ -1,4 +1,4 @@
-"""The order circle: sector centres, snapping to the nearest sector, the lean, restyling."""
+"""The order circle: sector centres, snapping to the nearest sector, the lean, restyling, placing on a label."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from models.order_circle import (
     CIRCLE_SPAN,
     at_lean,
     order_angle,
+    place_in_sectors,
     restyled_latents,
     sector_centres,
     sector_decoding,
@@ -84,3 +85,16 @@ def test_safe_arccos_stays_finite_with_finite_gradients_at_the_ends() -> None:
     assert right == pytest.approx(math.pi / 2)
     assert near_pi == pytest.approx(math.pi, abs=math.sqrt(2 * ARCCOS_EPS) * 1.01) and 0 < near_0 < 2e-3
     assert torch.isfinite(cos.grad).all()  # type: ignore[arg-type]
+
+
+def test_place_in_sectors_turns_each_order_angle_to_its_label_and_keeps_radius_and_style() -> None:
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(64, 8), dim=1)
+    labels = torch.randint(10, (64,))
+    placed = place_in_sectors(z, labels, 10, CIRCLE_SPAN)
+    torch.testing.assert_close(order_angle(placed), sector_centres(10, CIRCLE_SPAN)[labels])
+    torch.testing.assert_close(placed[:, :2].norm(dim=1), z[:, :2].norm(dim=1))
+    torch.testing.assert_close(placed[:, 2:], z[:, 2:], atol=0, rtol=0)
+    torch.testing.assert_close(placed.norm(dim=1), torch.ones(64))
+    cfg = ModelConfig(latent_dim=8, num_labels=10, sector_decoder=True)
+    assert torch.equal(snap_order_angle(placed, cfg)[1].argmax(1), labels)  # the decoder draws the label given

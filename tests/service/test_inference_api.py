@@ -115,7 +115,7 @@ async def test_interpolate_json_png_and_gif(client, digits) -> None:
 async def test_hallucinate_per_class_reproducible_and_zip(client, digits) -> None:
     files = [("files", (f"{k}_{j}.png", png_of(x), "image/png")) for k in range(10) for j, x in enumerate(digits[k])]
     labels = ",".join(str(k) for k in range(10) for _ in digits[k])
-    form = {"labels": labels, "per_class": "3", "seed": "7"}
+    form = {"labels": labels, "per_class": "3", "seed": "7", "filter": "none"}  # the tiny model's images are blobs: keep them
     first = await client.post("/v1/hallucinate", files=files, data=form)
     assert first.status_code == 200, first.text
     images = first.json()["images"]
@@ -129,18 +129,44 @@ async def test_hallucinate_per_class_reproducible_and_zip(client, digits) -> Non
     other = await client.post("/v1/hallucinate", files=files, data={**form, "seed": "8"})
     assert other.json() != first.json()
 
-    as_json_array = {"labels": '["' + labels.replace(",", '","') + '"]', "n": "12", "format": "zip"}
+    as_json_array = {"labels": '["' + labels.replace(",", '","') + '"]', "n": "12", "format": "zip", "filter": "none"}
     r = await client.post("/v1/hallucinate", files=files, data=as_json_array)
     assert r.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
         rows = list(csv.DictReader(io.StringIO(zf.read("labels.csv").decode())))
         assert len(rows) == 12
         assert all(Image.open(io.BytesIO(zf.read(row["file"]))).size == (28, 28) for row in rows)
+        assert all(row["read"] in [str(k) for k in range(10)] for row in rows)
+
+
+async def test_hallucinate_lists_examples_the_model_reads_otherwise_and_checks_what_it_makes(client, digits) -> None:
+    """A 3 sent as a 7: the answer names it (JSON and zip), draws it as a 7, and says what the self-check did."""
+    files = [("files", (f"{k}.png", png_of(digits[k][j]), "image/png")) for k in (3, 7, 9) for j in range(2)]
+    form = {"labels": "7,3,7,7,9,9", "per_class": "3", "strategy": "same", "seed": "0"}  # digits[3][0] labelled 7
+    read = (await client.post("/v1/hallucinate", files=files, data=form)).json()
+    assert {"file": 0, "given": "7", "read": "3"} == {k: v for k, v in read["disagreements"][0].items() if k != "confidence"}
+    assert 0 < read["disagreements"][0]["confidence"] <= 1
+    assert read["strategy"] == "same" and "order circle" in read["labels_note"]
+    check = read["self_check"]
+    assert check["checked"] and check["filter"] == "model" and check["flagged"] == 0
+    assert len(read["images"]) + check["dropped"] == 9
+    assert all(im["read"] == im["label"] for im in read["images"])  # the self-check keeps only what it reads as labelled
+
+    kept = (await client.post("/v1/hallucinate", files=files, data={**form, "filter": "none"})).json()
+    assert len(kept["images"]) == 9 and kept["self_check"]["replaced"] == kept["self_check"]["dropped"] == 0
+    assert kept["self_check"]["flagged"] == sum(im["read"] != im["label"] for im in kept["images"])
+    assert kept["disagreements"] == read["disagreements"]
+
+    r = await client.post("/v1/hallucinate", files=files, data={**form, "format": "zip"})
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        given = list(csv.DictReader(io.StringIO(zf.read("disagreements.csv").decode())))
+    assert [(row["file"], row["given"], row["read"]) for row in given] == [("0", "7", "3")]
 
 
 async def test_hallucinate_restyle_lends_styles_across_labels(client, digits) -> None:
     files = [("files", (f"{k}.png", png_of(digits[k][0]), "image/png")) for k in (3, 7, 9)]
-    r = await client.post("/v1/hallucinate", files=files, data={"labels": "3,7,9", "per_class": "4", "strategy": "restyle"})
+    form = {"labels": "3,7,9", "per_class": "4", "strategy": "restyle", "filter": "none"}
+    r = await client.post("/v1/hallucinate", files=files, data=form)
     assert r.status_code == 200, r.text
     images = r.json()["images"]
     # 3, 7 and 9 restyled (the label's own example first, a donor of another label second); 8 filled from 7 -> 9.
