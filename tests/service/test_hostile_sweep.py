@@ -229,6 +229,7 @@ def hallucinate_cases(digits) -> list[Case]:
         "seed=2**64": ({"labels": "1,1,4,4", "per_class": "1", "seed": str(2**64)}, 422, None),
         "strategy=teleport": ({"labels": "1,1,4,4", "per_class": "1", "strategy": "teleport"}, 422, None),
         "format=tar": ({"labels": "1,1,4,4", "per_class": "1", "format": "tar"}, 422, None),
+        "filter=strict": ({"labels": "1,1,4,4", "per_class": "1", "filter": "strict"}, 422, None),
     }
     return [
         Case(f"hallucinate: {name}", "POST", "/v1/hallucinate", status, {"files": few, "data": data}, where)

@@ -203,10 +203,14 @@ def test_hallucinate_and_count_the_grid(page) -> None:
     page.click("#hall-pick")
     expect(page.locator("#fewshot li")).to_have_count(6)
     page.fill("#per-class", "3")
+    page.select_option("#hall-filter", "none")  # the tiny model draws blobs: keep them all, marked
     with page.expect_response("**/v1/hallucinate") as answer:
         page.click("#hall-run")
     made = answer.value.json()["images"]
     expect(page.locator(".hall-group .made img")).to_have_count(len(made))
+    misread = [m for m in made if m["read"] != m["label"]]
+    expect(page.locator(".hall-group .made img.misread")).to_have_count(len(misread))
+    expect(page.locator("#hall-check")).to_contain_text(f"{len(misread)} image(s) the model reads as another label")
     groups = page.locator(".hall-group")
     labels = [groups.nth(i).get_attribute("data-label") for i in range(groups.count())]
     assert {"3", "7", "9"} <= set(labels) and labels == sorted(labels, key=int)  # grouped, in label order
@@ -220,6 +224,25 @@ def test_hallucinate_and_count_the_grid(page) -> None:
         page.click("#hall-zip")
     with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
         assert len(archive.read("labels.csv").decode().splitlines()) == len(made) + 1
+
+
+def test_an_example_the_model_reads_otherwise_is_marked(page) -> None:
+    page.fill("#hall-pick-labels", "3,7")
+    page.fill("#hall-pick-count", "1")
+    page.click("#hall-pick")
+    expect(page.locator("#fewshot li")).to_have_count(2)
+    page.select_option('#fewshot li:first-child select', "7")  # the 3, labelled 7
+    with page.expect_response("**/v1/hallucinate") as answer:
+        page.click("#hall-run")
+    body = answer.value.json()
+    assert [(d["file"], d["given"], d["read"]) for d in body["disagreements"]] == [(0, "7", "3")]
+    expect(page.locator("#fewshot li:first-child img.misread")).to_have_count(1)
+    expect(page.locator("#fewshot li:first-child .misread-note")).to_have_text("model reads 3")
+    expect(page.locator("#hall-check")).to_contain_text("example 1 (given 7, reads 3)")
+    check = body["self_check"]
+    expect(page.locator("#hall-check")).to_contain_text(f"{check['replaced']} redrawn, {check['dropped']} left out")
+    expect(page.locator('.hall-group[data-label="7"] .sources img.misread')).to_have_count(1)
+    screenshot(page.locator("#hallucinate"), "hallucinate-disagreement")
 
 
 CLICKABLE_POINTS = """() => Array.from(document.querySelectorAll('#map-points .pt')).flatMap((dot) => {
