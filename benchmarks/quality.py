@@ -367,17 +367,18 @@ def dataset_sections(r: dict[str, Any], cfg: QualityConfig) -> list[str]:
         f"### Figure 6, measured\n\n{figure6}",
         f"![Figure 6 replica]({r['figures']['figure6']})\n\n![t-SNE 2-D]({r['figures']['tsne_2d']})\n\n"
         f"![t-SNE 3-D]({r['figures']['tsne_3d']})",
-        "### Targets (issue 9)\n\n" + "\n".join(f"- {line}" for line in targets(fam, r["dataset"])),
+        "### Targets\n\n" + "\n".join(f"- {line}" for line in targets(fam, r["dataset"])),
         "### ATNL* (lerp), explained\n\n" + "\n\n".join(lerp_notes(fam, r["dataset"], DISPLAY)),
     ]
 
 
 def hallucination_section(fam: dict[str, Any], figure: str) -> str:
     table = md_table(
-        ["family", "strategy", "judge agreement", "diversity ratio", "Fréchet", "jittered: agreement",
-         "jittered: diversity", "jittered: Fréchet"],
-        [[DISPLAY[f], h["strategy"], f"{h['judge_agreement']:.3f}", f"{h['diversity_ratio']:.3f}", f"{h['frechet']:.2f}",
-          f"{h['jittered_judge_agreement']:.3f}", f"{h['jittered_diversity_ratio']:.3f}", f"{h['jittered_frechet']:.2f}"]
+        ["family", "strategy", "judge agreement", "unchecked", "replaced / dropped", "diversity ratio", "Fréchet",
+         "jittered: agreement", "jittered: diversity", "jittered: Fréchet"],
+        [[DISPLAY[f], h["strategy"], f"{h['judge_agreement']:.3f}", *self_check_cells(h), f"{h['diversity_ratio']:.3f}",
+          f"{h['frechet']:.2f}", f"{h['jittered_judge_agreement']:.3f}", f"{h['jittered_diversity_ratio']:.3f}",
+          f"{h['jittered_frechet']:.2f}"]
          for f, h in ((f, m["hallucination"]) for f, m in fam.items())],
     )  # fmt: skip
     h = next(iter(fam.values()))["hallucination"]
@@ -388,9 +389,22 @@ def hallucination_section(fam: dict[str, Any], figure: str) -> str:
         f"{h['per_class']} images a label with its strategy ({used}); beside them, as many small affine jitters of the "
         "same real images. Judge agreement: share the judge labels as intended. Diversity ratio: mean within-label pixel "
         "L2 distance, over the real test images' own. Fréchet: FID's formula on the judge's penultimate features, against "
-        f"the test images (lower is closer to real).\n\n{table}\n\n"
+        "the test images (lower is closer to real). ATNL draws every example at its given label's place on the order "
+        "circle, and its self-check (the API's default `filter=model`) reads each image made with the model's order head "
+        "and label reader, draws a doubtful one again and keeps the best-read draw, and drops what is still read as "
+        "another label; `unchecked` is the judge's agreement with the same first draws kept as they came (`filter=none`); "
+        "the baselines cannot read labels (n/a).\n\n"
+        f"{table}\n\n"
         f"![Hallucinations: the real k-shot examples, then hallucinations, one row a label]({figure})"
     )
+
+
+def self_check_cells(h: dict[str, Any]) -> list[str]:
+    """The unchecked agreement and the replaced / dropped counts of a hallucination row (n/a unchecked)."""
+    check = h.get("self_check") or {}
+    if not check.get("checked"):
+        return ["n/a", "n/a"]
+    return [f"{check['unchecked_judge_agreement']:.3f}", f"{check['replaced']} / {check['dropped']}"]
 
 
 def figure6_table(r: dict[str, Any]) -> list[list[str]]:

@@ -222,13 +222,23 @@ def hallucination_quality(
     of the real images are made. Against the test split: the judge's agreement with the
     hallucinations' labels, their within-label pixel diversity as a ratio to the test
     images' own, and the Fréchet distance of the judge's penultimate features to the
-    test images' (lower is closer), beside the same distance for the jittered images."""
+    test images' (lower is closer), beside the same distance for the jittered images; for
+    a model with a self-check (``self_check``), what it replaced and dropped, and the
+    judge's agreement with the same first draws unchecked (``filter="none"``)."""
     picks = few_shot_indices(data, train_indices, shots, seed)
     x_few, y_few = data.images[picks], data.labels[picks]
-    made = hallucinate(model.cpu().eval(), x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
+    model = model.cpu().eval()
+    made = hallucinate(model, x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
     samples = made.samples
     x_hal = torch.stack([s.image for s in samples])
     y_hal = torch.tensor([s.label for s in samples])
+    check: dict[str, Any] = {"checked": made.checked, "replaced": made.replaced, "dropped": made.dropped}
+    if made.checked:  # the same first draws, kept as they came: what the self-check changed
+        raw = hallucinate(model, x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed, filter="none")
+        y_raw = torch.tensor([s.label for s in raw.samples])
+        check["unchecked_judge_agreement"] = float(
+            (judge.predict(torch.stack([s.image for s in raw.samples])) == y_raw).float().mean()
+        )
     g = torch.Generator().manual_seed(seed)
     pools = [(y_few == k).nonzero().squeeze(1) for k in y_few.unique()]
     repeat = torch.cat([pool.repeat(-(-per_class // len(pool)))[:per_class] for pool in pools])  # each image in turn
@@ -246,4 +256,5 @@ def hallucination_quality(
         "jittered_judge_agreement": float((judge.predict(x_jit) == y_jit).float().mean()),
         "jittered_diversity_ratio": within_label_diversity(x_jit, y_jit) / real_div,
         "jittered_frechet": frechet_distance(judge.features(x_jit).numpy(), f_te),
+        "self_check": check,
     }
