@@ -112,7 +112,7 @@ def targets(fam: dict[str, Any], dataset: str) -> list[str]:
         )
     if dataset in (TARGET_DATASET, POSE_DATASET):
         lines.append(probe_target(fam))
-    return lines or [f"issue 9 sets no target on {dataset}"]
+    return lines or [f"no target is set on {dataset}"]
 
 
 def lerp_notes(fam: dict[str, Any], dataset: str, display: dict[str, str]) -> list[str]:
@@ -120,19 +120,19 @@ def lerp_notes(fam: dict[str, Any], dataset: str, display: dict[str, str]) -> li
     if "atnl" not in fam:
         return []
     slerp, lerp = fam["atnl"]["path_slerp"]["sps"], fam["atnl"]["path_lerp"]["sps"]
-    head = f"ATNL* (ATNL with lerp) SPS {lerp:.3f} against ATNL's slerp {slerp:.3f}. Issue 4 expected ATNL* far below ATNL"
+    head = f"ATNL* (ATNL with lerp) SPS {lerp:.3f} against ATNL's slerp {slerp:.3f}. The paper has ATNL* far below ATNL"
     if lerp < FAR_BELOW * slerp:
         lines = [f"{head}, and it is here (under {FAR_BELOW} x ATNL's), as in the paper."]
     else:
         lines = [
-            f"{head}; issue 9 retired that: the decoder is defined on the unit sphere and reads the direction of the order "
+            f"{head}; not here, and that is no target: the decoder is defined on the unit sphere and reads the direction of the order "
             "axes, and a lerp chord between two latents projects onto the same arc as their slerp (at another speed), so "
             "lerp paths pass the same labels; the paper's ATNL* failed because its decoder met codes off the sphere."
         ]
     if dataset == POSE_DATASET:
         base = ", ".join(f"{display[f]} {fam[f]['path_lerp']['sps']:.3f}" for f in fam if f != "atnl")
         lines.append(
-            f"The baselines' lerp SPS here ({base}) is no target either (issue 9 retired 'far below ATNL' on pose-digits): "
+            f"The baselines' lerp SPS here ({base}) is no target either: "
             "a pose label is a rotation, and a pixel cross-fade between two rotations of a digit partly passes through the "
             "angles between."
         )
