@@ -41,10 +41,12 @@ def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, at
             assert h["strategy"] == (DEFAULT_STRATEGY if family == "atnl" else "both"), family
             assert 0.0 <= h["judge_agreement"] <= 1.0 and h["diversity_ratio"] > 0.0, family
             assert h["frechet"] >= 0.0 and h["jittered_frechet"] >= 0.0, family
+            assert h["self_check"]["checked"] == (family == "atnl"), family  # only atnl can read its images back
+            assert (0.0 <= h["self_check"]["unchecked_judge_agreement"] <= 1.0) if family == "atnl" else True
         for r in report["results"]:
             assert (out / r["figures"]["hallucination"]).is_file()
             assert f"]({r['figures']['hallucination']})" in md
-        for heading in ("Linear probe over seeds", "Slerp paths over seeds", "### Hallucinations", "Targets (issue 9)"):
+        for heading in ("Linear probe over seeds", "Slerp paths over seeds", "### Hallucinations", "### Targets"):
             assert heading in md, heading
         assert "Targets (issue 4)" not in md and "ATNL* (lerp), explained" in md
     else:
