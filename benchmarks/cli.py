@@ -2,6 +2,7 @@
 
 - ``quality``: latent accuracy, semantic paths, t-SNE, Figure 6 (benchmarks.quality);
 - ``fewshot``: few-shot classification with hallucination (benchmarks.fewshot);
+- ``labels``: outside classifiers read the labels of hallucinated images (benchmarks.labels);
 - ``service``: load test of the REST API against the in-process ceiling (benchmarks.service);
 - ``soak``: a bounded soak of the REST API on loopback (benchmarks.soak, ``make soak``).
 """
@@ -80,6 +81,15 @@ def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     from benchmarks.fewshot import FewShotConfig, run_fewshot
 
     run_bench("fewshot", FewShotConfig, run_fewshot, out, quick, device, seed, threads)
+
+
+@bench_app.command("labels")
+def labels_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
+               seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
+    """Hallucinated images of the default ATNL model, every strategy, read by three outside classifiers."""
+    from benchmarks.labels import LabelsConfig, run_labels
+
+    run_bench("labels", LabelsConfig, run_labels, out, quick, device, seed, threads)
 
 
 @bench_app.command("service")

@@ -125,9 +125,9 @@ def lerp_notes(fam: dict[str, Any], dataset: str, display: dict[str, str]) -> li
         lines = [f"{head}, and it is here (under {FAR_BELOW} x ATNL's), as in the paper."]
     else:
         lines = [
-            f"{head}; not here, and that is no target: the decoder is defined on the unit sphere and reads the direction of the order "
-            "axes, and a lerp chord between two latents projects onto the same arc as their slerp (at another speed), so "
-            "lerp paths pass the same labels; the paper's ATNL* failed because its decoder met codes off the sphere."
+            f"{head}; not here, and that is no target: the decoder is defined on the unit sphere and reads the direction "
+            "of the order axes, and a lerp chord between two latents projects onto the same arc as their slerp (at another "
+            "speed), so lerp paths pass the same labels; the paper's ATNL* failed because its decoder met codes off the sphere."
         ]
     if dataset == POSE_DATASET:
         base = ", ".join(f"{display[f]} {fam[f]['path_lerp']['sps']:.3f}" for f in fam if f != "atnl")
