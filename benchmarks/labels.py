@@ -115,7 +115,9 @@ def few_shot_sets(data: ImageSet, test: list[int], cfg: LabelsConfig) -> dict[st
 
 
 def lowest_agreement(images: torch.Tensor, labels: torch.Tensor, judge: Judge) -> tuple[float, int]:
-    """The lowest share of a label's images ``judge`` reads as that label, and that label."""
+    """The lowest share of a label's images ``judge`` reads as that label, and that label (0 and -1: no images)."""
+    if not len(images):
+        return 0.0, -1
     with torch.no_grad():
         right = judge(images) == labels
     shares = {int(k): float(right[labels == k].float().mean()) for k in labels.unique()}
@@ -129,7 +131,8 @@ def measure(
     row: dict[str, Any] = {"strategy": strategy}
     for filter in ("model", "none"):
         made = hallucinate(model, x, y, 10, per_class=cfg.per_class, strategy=strategy, seed=cfg.seed, filter=filter)
-        images, labels = torch.stack([s.image for s in made.samples]), torch.tensor([s.label for s in made.samples])
+        images = torch.stack([s.image for s in made.samples]) if made.samples else x[:0]
+        labels = torch.tensor([s.label for s in made.samples], dtype=torch.long)
         row[filter] = {
             "images": len(made.samples),
             "replaced": made.replaced,

@@ -56,3 +56,18 @@ def test_quick_bench_writes_markdown_json_and_png(bench: str, tmp_path: Path, at
         assert not seen & set(report["split"]["pool_indices"]) and not seen & set(report["split"]["test_indices"])
         assert report["config"]["strategy"] == DEFAULT_STRATEGY
         assert "hallucination - traditional" in md and "beats both" in md
+
+
+def test_quick_labels_bench_reads_every_strategy_with_and_without_the_self_check(tmp_path: Path, atnl_cache_dir: Path) -> None:
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(app, ["bench", "labels", "--quick", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "labels.json").read_text())
+    assert set(report["judge_test_accuracy"]) == {"judge CNN", "batch-norm CNN", "RBF SVM"}
+    assert list(report["results"]) == ["README example", "5-shot draw 0"]
+    for cells in report["results"].values():
+        assert [c["strategy"] for c in cells] == ["same", "ordinal", "both", "restyle", "mixed"]
+        for c in cells:
+            assert c["none"]["replaced"] == c["none"]["dropped"] == 0  # unchecked: the first draws, all kept
+            assert c["model"]["images"] + c["model"]["dropped"] == c["none"]["images"]
+    assert "unchecked" in (out / "labels.md").read_text()
