@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from benchmarks.pyspy import summarise
 from service.cli.app import app
 
 
+@pytest.mark.e2e
 def test_quick_service_bench_writes_every_row(tmp_path: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "reports"
     args = ["bench", "service", "--quick", "--out", str(out), "--checkpoint", str(tiny_checkpoint)]
