@@ -150,22 +150,21 @@ class InProcess:
     def __init__(self, checkpoint: Path, bodies: Bodies, device: str) -> None:
         import torch
 
-        from models import load_checkpoint
-        from service import engine, imaging
-        from service.model_runner import RunnerOptions
+        from service import imaging
+        from service.loaded_model import HallucinationPlan, LoadedModel, Uploads
+        from service.model_runner import RunnerOptions, load_runner
 
         self.bodies = bodies
-        dev = torch.device(device)
-        lm = engine.LoadedModel.of("bench", load_checkpoint(checkpoint, device=dev), dev, RunnerOptions())
+        lm = LoadedModel("bench", load_runner(checkpoint, torch.device(device), RunnerOptions()))
         limits = imaging.RequestLimits(imaging.DecodeLimits(10**8, 2**32), 2**40, 120)  # no limits in the way
 
-        def uploads(pngs: list[bytes], names: list[str] | None = None) -> engine.Uploads:
-            return engine.Uploads(pngs, names or [f"files[{k}]" for k in range(len(pngs))])
+        def uploads(pngs: list[bytes], names: list[str] | None = None) -> Uploads:
+            return Uploads(pngs, names or [f"files[{k}]" for k in range(len(pngs))])
 
         big, one = uploads(bodies.pngs[:BIG_IMAGES]), uploads(bodies.pngs[:1])
         pair = uploads(bodies.pngs[:2], ["start", "end"])
         few, labels = uploads([png for png, _ in bodies.labelled]), [label for _, label in bodies.labelled]
-        plan = engine.HallucinationPlan(2, None, None, 0, False, "json")
+        plan = HallucinationPlan(2, None, None, 0, False, "json")
         self.calls: dict[str, Callable[[], Any]] = {
             "encode64": lambda: lm.encode(big, False, limits),
             "interpolate14": lambda: lm.interpolate(pair, MORPH_FRAMES, "slerp", False, "json", limits),

@@ -29,14 +29,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from models.data import load_dataset
 from models.order_circle import sector_centres
 from service.errors import ServiceError, redact_paths
 
 if TYPE_CHECKING:
-    from service.engine import LoadedModel
+    from service.loaded_model import LoadedModel
+    from service.model_runner import ModelRunner
 
 MAP_POINTS_PER_LABEL = 100
 """Most test images of one label kept for the map and the sample listings (the first ones
@@ -113,15 +113,15 @@ class _ModelEntry:
     latent_map: LatentMap | None = None
 
 
-_entries: weakref.WeakKeyDictionary[torch.nn.Module, _ModelEntry] = weakref.WeakKeyDictionary()
+_entries: weakref.WeakKeyDictionary[ModelRunner, _ModelEntry] = weakref.WeakKeyDictionary()
 _entries_lock = threading.Lock()
 
 
 def _entry(lm: LoadedModel) -> _ModelEntry:
     with _entries_lock:
-        entry = _entries.get(lm.model)
+        entry = _entries.get(lm.runner)
         if entry is None:
-            entry = _entries[lm.model] = _ModelEntry(threading.Lock())
+            entry = _entries[lm.runner] = _ModelEntry(threading.Lock())
         return entry
 
 
@@ -139,7 +139,7 @@ def _read_test_images(lm: LoadedModel) -> TestImages:
         raise TestImagesUnavailable(f"model {lm.id}'s test indices do not fit its data set {redact_paths(spec)}")
     labels = data.labels.numpy()[idx]
     keep = np.concatenate([idx[labels == k][:MAP_POINTS_PER_LABEL] for k in range(data.num_labels)])
-    images = data.images[torch.as_tensor(keep)][:, 0].numpy()  # (N, H, W)
+    images = data.images.numpy()[keep][:, 0]  # (N, H, W)
     size = lm.image_size
     if images.shape[1:] != (size, size):
         raise TestImagesUnavailable(f"model {lm.id} reads {size}x{size} images; its data set has {images.shape[1:]}")
@@ -156,15 +156,9 @@ def test_images(lm: LoadedModel) -> TestImages:
 
 
 def _encode(lm: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """(N, H, W) in [0, 1] -> (N, d) unit latents, in batches."""
-    channels = lm.model.cfg.channels
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), ENCODE_BATCH):
-            x = torch.from_numpy(images[start : start + ENCODE_BATCH])[:, None]  # (B, 1, H, W)
-            x = x.expand(-1, channels, -1, -1).contiguous().to(lm.device)
-            out.append(lm.model.encode(x).cpu().numpy().astype(np.float64))
-    return np.concatenate(out)
+    """(N, H, W) in [0, 1] -> (N, d) unit latents, in batches, through the model's runner."""
+    batches = range(0, len(images), ENCODE_BATCH)
+    return np.concatenate([lm.runner.encode(images[start : start + ENCODE_BATCH]).astype(np.float64) for start in batches])
 
 
 STYLE_SPREAD = 0.25

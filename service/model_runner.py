@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,7 +29,12 @@ from typing import Literal
 import numpy as np
 import torch
 
+from models import load_checkpoint
+from models.device import resolve_device
+from models.geometry import Method, latent_path
+from models.hallucination import Filter, HallucinationResult, hallucinate
 from models.networks import SemanticAutoencoder
+from service.cuda_memory import limit_cuda_memory
 
 log = logging.getLogger("atnl.engine")
 Autocast = Literal["off", "bf16", "fp16"]
@@ -61,6 +66,17 @@ def set_torch_threads(configured: int, inference_threads: int) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def open_device(device: str, cuda_memory_fraction: float | None, configured_threads: int, inference_threads: int) -> torch.device:
+    """The serving process's device (``auto``, ``cpu``, ``cuda``), set up once: CUDA's memory
+    share and torch's threads (``set_torch_threads``)."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        limit_cuda_memory(cuda_memory_fraction)
+    threads = set_torch_threads(configured_threads, inference_threads)
+    log.info("inference: %d threads x %d torch threads", inference_threads, threads)
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -161,3 +177,29 @@ class ModelRunner:
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """(N, d) latents -> (N, C, H, W) images in [0, 1]."""
         return self.to_host(self._forward(self._decode, self.to_device(latents)))
+
+    def path(self, images: np.ndarray, omegas: np.ndarray, method: Method) -> np.ndarray:
+        """(2, H, W) start and end -> (len(omegas), C, H, W) frames decoded at ``omegas`` in [0, 1]
+        along the path between their codes (``models.geometry.latent_path``)."""
+        codes = torch.from_numpy(self.code(images))  # (2, d)
+        path = latent_path(codes[0], codes[1], torch.from_numpy(omegas).to(codes.dtype), method, self.model.cfg.spherical)
+        return self.decode(path.numpy())  # (steps, C, H, W)
+
+    def hallucinate(
+        self, images: np.ndarray, labels: Sequence[int], num_labels: int, per_class: int | None, n: int | None,
+        strategy: str, seed: int, filter: Filter,
+    ) -> tuple[HallucinationResult, np.ndarray]:  # fmt: skip
+        """(N, H, W) examples with label indices in [0, ``num_labels``) -> what
+        ``models.hallucination.hallucinate`` made, and its images as (M, C, H, W) float32 in [0, 1]
+        on the host."""
+        x = self.images_tensor(images)
+        with self.inference():
+            made = hallucinate(self.model, x, torch.tensor(list(labels)), num_labels, per_class, n, strategy, seed, filter)
+        pixels = [s.image.float().cpu().numpy() for s in made.samples]
+        shape = (0, self.model.cfg.channels, self.model.cfg.image_size, self.model.cfg.image_size)
+        return made, np.stack(pixels) if pixels else np.empty(shape, np.float32)
+
+
+def load_runner(path: Path, device: torch.device, options: RunnerOptions) -> ModelRunner:
+    """The checkpoint directory ``path`` loaded onto ``device``, behind a runner."""
+    return ModelRunner(load_checkpoint(path, device=device), device, options)

@@ -36,7 +36,7 @@ from service.schemas import LIMIT, TRAIN_SETTING_BOUNDS, Problem, dataset_patter
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.engine import LoadedModel
+    from service.loaded_model import LoadedModel
 
 COMPONENTS = "#/components/schemas/"
 FASTAPI_422 = COMPONENTS + "HTTPValidationError"

@@ -19,10 +19,10 @@ from models.geometry import Method
 from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
 from service.deps import EngineDep, SettingsDep
-from service.engine import BatchFormat, HallucinationPlan, MorphFormat, Uploads
 from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
+from service.loaded_model import BatchFormat, HallucinationPlan, MorphFormat, Uploads
 from service.schemas import (
     DecodeRequest,
     DecodeResponse,

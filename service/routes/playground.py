@@ -20,7 +20,7 @@ from service.deps import EngineDep, SettingsDep
 from service.errors import InvalidInput, ModelNotReady, problems
 
 if TYPE_CHECKING:
-    from service.engine import LoadedModel
+    from service.loaded_model import LoadedModel
 
 router = APIRouter(tags=["playground"])
 
