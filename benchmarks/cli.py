@@ -20,7 +20,7 @@ from rich.progress import Progress, TaskID
 
 from service.cli.console import console, progress_bar
 
-bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks of DESIGN §6; reports go to --out.")
+bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (docs/API.md §8.2); reports go to --out.")
 
 OutOption = Annotated[Path, typer.Option(help="Report directory (Markdown, JSON, PNG).")]
 QuickOption = Annotated[bool, typer.Option(help="Tiny data and epochs: the whole pipeline in seconds (for tests).")]

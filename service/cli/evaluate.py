@@ -20,7 +20,7 @@ def eval_cmd(
 ) -> None:
     """The metrics of one checkpoint (docs/API.md §8.1), on its recorded test split."""
     from models.checkpoint import CheckpointError, load_checkpoint, update_meta
-    from models.data import load_dataset, split_indices
+    from models.data import DatasetError, load_dataset, split_indices
     from models.metrics import evaluate
 
     try:
@@ -28,7 +28,10 @@ def eval_cmd(
     except (CheckpointError, OSError) as e:
         raise typer.BadParameter(str(e)) from e
     meta = model.meta
-    data = load_dataset(meta["data"]["spec"])
+    try:
+        data = load_dataset(meta["data"]["spec"])
+    except DatasetError as e:  # e.g. a folder: or mnist-idx: data set that moved since training
+        raise typer.BadParameter(f"its data set cannot be read: {e}", param_hint="CHECKPOINT") from e
     train_idx, test_idx = split_indices(data.labels, meta["data"]["test_fraction"], meta["data"]["split_seed"])
     if test_idx != meta["data"]["test_indices"]:
         raise typer.BadParameter("the data set no longer gives the recorded test split")

@@ -1,18 +1,22 @@
-"""The `atnl train` and `atnl eval` commands, run in-process with typer's CliRunner on real digits."""
+"""The `atnl` command line, run in-process with typer's CliRunner: `atnl train` and `atnl eval` on real
+digits, and what every command shares (`--version`, `-h`, one-line usage errors)."""
 
 from __future__ import annotations
 
 import json
 import struct
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from models.checkpoint import load_checkpoint, read_meta
 from models.data import ImageSet
+from models.families import FAMILIES
 from service.cli.app import app
 
 runner = CliRunner()
@@ -84,7 +88,16 @@ def test_train_refuses_an_existing_directory_without_overwrite(cli_checkpoint: P
 
 @pytest.mark.parametrize(
     "args",
-    [["--set", "epoch=3"], ["--family", "gan"], ["--latent-dim", "2"]],
+    [
+        ["--set", "epoch=3"],
+        ["--set", "epochs"],
+        ["--set", "epochs=three"],
+        ["--family", "gan"],
+        ["--latent-dim", "2"],
+        ["--device", "tpu"],
+        ["--dataset", "mnist-6k"],
+        ["--dataset", "folder:/no/such/folder"],
+    ],
 )
 def test_train_rejects_bad_options_before_training(tmp_path: Path, args: list[str]) -> None:
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "ckpt"), *args])
@@ -96,3 +109,33 @@ def test_eval_of_a_directory_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a checkpoint" in result.output
+
+
+def command_paths(command: typer.core.TyperGroup | typer.core.TyperCommand, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """``atnl`` and every command and sub-command under it, as argument tuples."""
+    paths = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += command_paths(sub, (*path, name))
+    return paths
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"atnl {version('atnl')}\n"
+
+
+@pytest.mark.parametrize("path", command_paths(typer.main.get_command(app)), ids=lambda path: " ".join(("atnl", *path)))
+def test_dash_h_is_help_on_every_command(path: tuple[str, ...]) -> None:
+    short, long = (runner.invoke(app, [*path, flag], prog_name="atnl") for flag in ("-h", "--help"))
+    assert short.exit_code == long.exit_code == 0, short.output
+    assert short.stdout == long.stdout and f"Usage: {' '.join(('atnl', *path))} [OPTIONS]" in short.stdout
+
+
+def test_train_help_lists_every_family_and_data_set_kind() -> None:
+    result = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert f"one of: {', '.join(FAMILIES)} " in text
+    for kind in ("mnist-5k", "pose-digits", "mnist-idx:DIR", "folder:DIR"):
+        assert kind in text, kind
