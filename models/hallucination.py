@@ -284,6 +284,59 @@ def check_labels(model: SemanticAutoencoder, images: torch.Tensor) -> tuple[torc
     return probs.argmax(dim=1), probs
 
 
+def check_request(
+    model: SemanticAutoencoder, images: torch.Tensor, labels: torch.Tensor, num_labels: int, strategy: str, filter: str
+) -> None:
+    """InputError for inputs ``hallucinate`` cannot take."""
+    if images.dim() != 4 or labels.shape != (images.shape[0],):
+        raise InputError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
+        raise InputError(f"labels must be in [0, {num_labels})", field="labels")
+    if strategy in ("restyle", "mixed") and not model.has_order_circle:
+        raise InputError(f"strategy {strategy!r} needs a model with an order circle (family atnl)", field="strategy")
+    if filter not in FILTERS:
+        raise InputError(f"filter must be one of {list(FILTERS)}, got {filter[:64]!r}", field="filter")
+
+
+def disagreements_of(model: SemanticAutoencoder, images: torch.Tensor, labels: torch.Tensor) -> list[Disagreement]:
+    """The examples (N, C, H, W) the model reads as another label than their ``labels`` (N,)."""
+    read, probs = read_labels(model, images)
+    return [
+        Disagreement(i, int(labels[i]), int(read[i]), float(probs[i, read[i]]))
+        for i in range(len(labels))
+        if read[i] != labels[i]
+    ]
+
+
+def redraw_doubtful(
+    model: SemanticAutoencoder,
+    codes: torch.Tensor,
+    jobs: list[Job],
+    made: torch.Tensor,
+    read: torch.Tensor,
+    score: torch.Tensor,
+    pools: Pools,
+    g: torch.Generator,
+) -> int:
+    """The self-check's redraws, in place: each image whose ``score`` (the reading's probability of
+    its label) is below CHECK_CONFIDENCE is drawn again, up to CHECK_ROUNDS times, and its slot
+    (``jobs``, ``made``, ``read``, ``score``) keeps the best-read draw. Returns how many were swapped."""
+    replaced = 0
+    for _ in range(CHECK_ROUNDS):
+        doubtful = (score < CHECK_CONFIDENCE).nonzero().squeeze(1).tolist()
+        if not doubtful:
+            break
+        tries = [JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g) for m in doubtful]
+        tried = model.decode(job_codes(codes, tries, model.cfg.spherical))
+        tried_read, tried_probs = check_labels(model, tried)
+        tried_score = tried_probs.gather(1, torch.tensor([j.label for j in tries])[:, None]).squeeze(1)
+        for t, m in enumerate(doubtful):
+            if tried_score[t] > score[m]:
+                jobs[m], made[m], read[m], score[m] = tries[t], tried[t], tried_read[t], tried_score[t]
+                replaced += 1
+    return replaced
+
+
 @torch.no_grad()
 def hallucinate(
     model: SemanticAutoencoder,
@@ -311,14 +364,7 @@ def hallucinate(
     Spherical models slerp their unit latents; Euclidean baselines lerp their codes and,
     with no order circle, nothing reads their images back. Same ``seed``, same inputs ->
     the same samples."""
-    if images.dim() != 4 or labels.shape != (images.shape[0],):
-        raise InputError(f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_labels):
-        raise InputError(f"labels must be in [0, {num_labels})", field="labels")
-    if strategy in ("restyle", "mixed") and not model.has_order_circle:
-        raise InputError(f"strategy {strategy!r} needs a model with an order circle (family atnl)", field="strategy")
-    if filter not in FILTERS:
-        raise InputError(f"filter must be one of {list(FILTERS)}, got {filter[:64]!r}", field="filter")
+    check_request(model, images, labels, num_labels, strategy, filter)
     g = torch.Generator().manual_seed(seed)
     makeable = makeable_labels(labels, num_labels, strategy)
     counts = [0] * num_labels
@@ -331,31 +377,15 @@ def hallucinate(
         decoded = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]
         samples = [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]
         return HallucinationResult(samples, [], checked=False)
-    given_read, given_probs = read_labels(model, images)
-    disagreements = [
-        Disagreement(i, int(labels[i]), int(given_read[i]), float(given_probs[i, given_read[i]]))
-        for i in range(len(labels))
-        if given_read[i] != labels[i]
-    ]
+    disagreements = disagreements_of(model, images, labels)
     codes = place_in_sectors(codes, labels, model.cfg.num_labels, model.cfg.circle_span)
     made = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]  # (M, C, H, W)
     read, probs = check_labels(model, made)  # (M,), (M, K)
     wanted = torch.tensor([j.label for j in jobs], dtype=torch.long)
     score = probs.gather(1, wanted[:, None]).squeeze(1)  # (M,) the reading's probability of the label wanted
     replaced = 0
-    pools = Pools.of(labels, num_labels)
-    for _ in range(CHECK_ROUNDS if filter == "model" else 0):
-        doubtful = (score < CHECK_CONFIDENCE).nonzero().squeeze(1).tolist()
-        if not doubtful:
-            break
-        tries = [JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g) for m in doubtful]
-        tried = model.decode(job_codes(codes, tries, spherical))
-        tried_read, tried_probs = check_labels(model, tried)
-        tried_score = tried_probs.gather(1, wanted[doubtful][:, None]).squeeze(1)
-        for t, m in enumerate(doubtful):  # each slot keeps the best-read image of its draws
-            if tried_score[t] > score[m]:
-                jobs[m], made[m], read[m], score[m] = tries[t], tried[t], tried_read[t], tried_score[t]
-                replaced += 1
+    if filter == "model":
+        replaced = redraw_doubtful(model, codes, jobs, made, read, score, Pools.of(labels, num_labels), g)
     keep = [m for m in range(len(jobs)) if filter == "none" or read[m] == wanted[m]]
     samples = [HallucinatedSample(made[m], jobs[m].label, (jobs[m].i, jobs[m].j), jobs[m].omega, int(read[m])) for m in keep]
     return HallucinationResult(samples, disagreements, checked=True, replaced=replaced, dropped=len(jobs) - len(keep))

@@ -41,6 +41,16 @@ class TrainingStopped(Exception):
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def fit_reader(model: SemanticAutoencoder, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, max_rotation: float) -> None:
+    """Fit the model's label reader, if it has one, on its real training images (N, C, H, W) and
+    labels (N,), once the decoder is done (so the decoder never trains against it): at most
+    ``cfg.epochs`` epochs (a quick run gets a quick reader), seeded apart from the benchmarks' judge."""
+    if model.reader is not None:
+        fit_classifier(
+            model.reader, x, y, min(cfg.reader_epochs, cfg.epochs), cfg.seed + 1, cfg.augment, max_rotation=max_rotation
+        )
+
+
 def train(
     cfg: TrainConfig,
     data: ImageSet,
@@ -72,7 +82,6 @@ def train(
         opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps)) if cfg.lr_schedule == "cosine" else 1.0
     )
     history: list[dict[str, float]] = []
-
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         totals: dict[str, float] = {}
@@ -96,10 +105,6 @@ def train(
                 on_progress({"epoch": epoch, "epochs": cfg.epochs, "step": step, "steps": steps, "lr": lr, **parts})
         history.append({"epoch": epoch, **{k: v / steps for k, v in totals.items()}})
 
-    if model.reader is not None:  # on the real images only, once the decoder is done: it never trains against it
-        reader_seed = cfg.seed + 1  # not the judge's seed (benchmarks score with a JudgeCNN of seed ``cfg.seed``)
-        fit_classifier(
-            model.reader, x_all, y_all, cfg.reader_epochs, reader_seed, cfg.augment, max_rotation=data.label_safe_rotation
-        )
+    fit_reader(model, x_all, y_all, cfg, data.label_safe_rotation)
     model.eval()
     return TrainResult(model.cpu(), train_idx, test_idx, objective.describe(), history, time.monotonic() - start)

@@ -84,3 +84,60 @@ def test_no_function_over_60_lines(package: str) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, long
+
+
+def runtime_imports(tree: ast.Module) -> set[str]:
+    """Top-level names of every module ``tree`` imports, except under ``if TYPE_CHECKING:``."""
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}  # fmt: skip
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+TORCH_ROOMS = {"service.model_runner", "service.cuda_memory"}
+"""The service modules that may run torch: the model runner (every forward pass) and the GPU's memory share."""
+
+
+def test_the_product_never_imports_the_benchmarks() -> None:
+    trees = sources()
+    offenders = [name for name, tree in trees.items() if name.split(".")[0] in ("service", "models")
+                 and "benchmarks" in {m.split(".")[0] for m in imported(tree, name, set(trees))}]  # fmt: skip
+    assert not offenders, offenders
+
+
+def test_every_forward_pass_goes_through_the_model_runner() -> None:
+    trees = {name: tree for name, tree in sources().items() if name.split(".")[0] == "service"}
+    with_torch = sorted(name for name, tree in trees.items() if "torch" in runtime_imports(tree))
+    assert set(with_torch) <= TORCH_ROOMS, with_torch
+    forwards = ("encode", "decode", "code", "decode_logits", "label_probs", "order_logits_and_code")
+    calls = sorted(
+        f"{name}: {ast.unparse(node)[:60]}"
+        for name, tree in trees.items()
+        if name not in TORCH_ROOMS
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in forwards
+        and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "model"
+    )  # fmt: skip
+    assert not calls, calls  # ``something.model.encode(...)``: a forward pass beside the runner
+    hallucinators = sorted(name for name, tree in trees.items() if "models.hallucination.hallucinate" in {
+        f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names})  # fmt: skip
+    assert hallucinators == ["service.model_runner"], hallucinators
+
+
+def test_no_service_module_imports_both_fastapi_and_torch() -> None:
+    both = [name for name, tree in sources().items() if name.split(".")[0] == "service"
+            and {"torch"} <= runtime_imports(tree) and runtime_imports(tree) & {"fastapi", "starlette"}]  # fmt: skip
+    assert not both, both
+
+
+def test_no_file_of_the_request_path_over_300_lines() -> None:
+    core = ("engine", "loaded_model", "model_runner", "batching", "routes/inference")
+    long = {name: n for name in core if (n := len((ROOT / "service" / f"{name}.py").read_text().splitlines())) > 300}
+    assert not long, long

@@ -22,7 +22,7 @@ from service.deps import EngineDep, SettingsDep
 from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
-from service.loaded_model import BatchFormat, HallucinationPlan, MorphFormat, Uploads
+from service.loaded_model import BatchFormat, Hallucination, HallucinationPlan, MorphFormat, Uploads
 from service.schemas import (
     DecodeRequest,
     DecodeResponse,
@@ -194,6 +194,11 @@ async def hallucinate(
     made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan)
     if made.file is not None:
         return file_response(made.file, "application/zip", made.model_id, "hallucinated.zip")
+    return hallucination_answer(made, filter)
+
+
+def hallucination_answer(made: Hallucination, filter: Filter) -> HallucinateResponse:
+    """The JSON answer of a hallucinate request: label names for indices, base64 PNGs, what the model read."""
     names, result = made.label_names, made.made
     items = [
         HallucinatedImage(
