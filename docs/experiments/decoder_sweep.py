@@ -1,14 +1,14 @@
-"""The issue-9 sweep runner: train one setting on mnist-5k, print and append its metrics.
+"""The decoder sweep runner (docs/EXPERIMENTS.md): train one setting on mnist-5k, print and append its metrics.
 
-    .venv/bin/python docs/experiments/issue9_sweep.py NAME '{"consistency_weight": 1.0, "threads": 1}'
+    .venv/bin/python docs/experiments/decoder_sweep.py NAME '{"consistency_weight": 1.0, "threads": 1}'
 
 The JSON holds TrainConfig fields that differ from the defaults (``threads`` sets torch's
-CPU threads). Each run appends one line to docs/experiments/issue9_sweep.jsonl: the latent
+CPU threads). Each run appends one line to docs/experiments/decoder_sweep.jsonl: the latent
 metrics and reconstruction identity of ``models.metrics``, SPS and coverage over 300
 seeded test pairs (slerp), and hallucination quality (k = 5, 50 a label) with the
 ``restyle`` strategy (ordered models) and ``same``. The runs in that file were made with
 the defaults of their day (the commit of this file's first version changed them): the
-``over`` field of each is relative to the recipe before issue 9, see docs/EXPERIMENTS.md.
+``over`` field of each is relative to the prototype-decoder recipe, see docs/EXPERIMENTS.md.
 """
 
 from __future__ import annotations
