@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import logging
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Annotated
 
 import typer
 
-from benchmarks.cli import bench_app
 from service.cli.evaluate import eval_cmd
 from service.cli.serve import serve_cmd, worker_cmd
 from service.cli.train import TrainCommand, train_cmd
 
+PLUGIN_GROUP = "atnl.commands"
+"""Entry points that add a command group to ``atnl`` by name: the benchmarks add ``bench``
+(pyproject.toml), so the product itself never imports them, and an install without them works."""
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 """``-h`` beside ``--help``; every sub-command and the bench group inherit it from the app's context."""
 
@@ -25,7 +28,19 @@ app.command("train", cls=TrainCommand)(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("serve")(serve_cmd)
 app.command("worker")(worker_cmd)
-app.add_typer(bench_app, name="bench")
+
+
+def add_plugins(target: typer.Typer) -> None:
+    """Each installed PLUGIN_GROUP entry point (a Typer app) as a command group; one that cannot
+    be imported here is left out, with a debug line."""
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        try:
+            target.add_typer(plugin.load(), name=plugin.name)
+        except ImportError as e:
+            logging.getLogger("atnl.cli").debug("command group %s left out: %s", plugin.name, e)
+
+
+add_plugins(app)
 
 
 def package_version() -> str:
