@@ -235,7 +235,8 @@ def test_an_example_the_model_reads_otherwise_is_marked(page) -> None:
     with page.expect_response("**/v1/hallucinate") as answer:
         page.click("#hall-run")
     body = answer.value.json()
-    assert [(d["file"], d["given"], d["read"]) for d in body["disagreements"]][0] == (0, "7", "3")
+    first = body["disagreements"][0]
+    assert (first["file"], first["given"], first["read"]) == (0, "7", "3")
     expect(page.locator("#fewshot li:first-child img.misread")).to_have_count(1)
     expect(page.locator("#fewshot li:first-child .misread-note")).to_have_text("model reads 3")
     expect(page.locator("#hall-check")).to_contain_text("example 1 (given 7, reads 3)")
