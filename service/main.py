@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from models.training import TrainConfig
 from service import jobs, metrics
 from service.deps import is_loopback
 from service.disconnect import ClientWatch
@@ -28,6 +29,7 @@ from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
 from service.store import ModelStore
+from service.version import package_version
 
 log = logging.getLogger("atnl.service")
 
@@ -105,12 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to the ATNL_* environment."""
     app = FastAPI(
         title="ATNL service",
-        version="0.1.0",
+        version=package_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings or get_settings()
+    app.state.settings.check_training_defaults(TrainConfig().to_dict())
     install_problem_handlers(app)
     install_openapi(app)
     for router in (health.router, models.router, inference.router, job_routes.router):

@@ -6,12 +6,31 @@ docstring under it; routes, the engine and the worker read limits from here only
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OTHER_ATNL_NAMES = frozenset(
+    {
+        "ATNL_CACHE_DIR",  # where the benchmarks and `atnl eval` keep judges and trained runs (models.judge)
+        "ATNL_ENV_FILE",  # docker compose: the .env file its services read
+        "ATNL_PUBLISH_ADDRESS",  # docker compose: host address the API's port is published on
+        "ATNL_API_CUDA_MEMORY_FRACTION",  # docker compose: ATNL_CUDA_MEMORY_FRACTION of the api service
+        "ATNL_WORKER_CUDA_MEMORY_FRACTION",  # docker compose: the same for the workers
+        "ATNL_BENCH_CHECKPOINT",  # scripts/gpu-bench.sh
+        "ATNL_BENCH_DEVICE",  # scripts/gpu-bench.sh
+        "ATNL_BENCH_TORCH_THREADS",  # scripts/gpu-bench.sh
+        "ATNL_TEST_ARTIFACTS",  # the browser tests' screenshot directory
+        "ATNL_CHROMIUM",  # the browser tests' Chromium
+    }
+)
+"""``ATNL_*`` names read by other parts of the project than the service's settings."""
 
 
 class Settings(BaseSettings):
@@ -163,8 +182,33 @@ class Settings(BaseSettings):
     def _empty_token_is_unset(cls, value: object) -> object:
         return None if value in ("", None) else value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_steps > self.max_steps:
+            raise ValueError(f"ATNL_DEFAULT_STEPS ({self.default_steps}) must be at most ATNL_MAX_STEPS ({self.max_steps})")
+        return self
+
+    def check_training_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """ValueError when a training request that leaves a field out would get a default above this
+        deployment's maximum of it (``defaults``: TrainConfig's, by field name)."""
+        maxima = {"epochs": self.max_train_epochs, "batch_size": self.max_train_batch_size,
+                  "latent_dim": self.max_train_latent_dim, "threads": self.max_train_threads}  # fmt: skip
+        over = [f"{name} {defaults[name]} > ATNL_MAX_TRAIN_{name.upper()} {most}" for name, most in maxima.items()
+                if defaults[name] > most]  # fmt: skip
+        if over:
+            raise ValueError(f"the training defaults exceed this deployment's maxima: {'; '.join(over)}")
+
+
+def unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """``ATNL_*`` variables in ``environ`` that no part of the project reads (a misspelt setting)."""
+    known = {f"ATNL_{name.upper()}" for name in Settings.model_fields} | OTHER_ATNL_NAMES
+    return sorted(name for name in environ if name.startswith("ATNL_") and name not in known)
+
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
+    """The process's settings, read once from the environment; an unknown ``ATNL_*`` variable is
+    logged as a warning (settings ignore it, so a misspelt name would otherwise go unnoticed)."""
+    for name in unknown_names(os.environ):
+        logging.getLogger("atnl.settings").warning("%s is not a setting of this service; it is ignored", name)
     return Settings()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from importlib.metadata import PackageNotFoundError, entry_points, version
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -11,6 +11,7 @@ import typer
 from service.cli.evaluate import eval_cmd
 from service.cli.serve import serve_cmd, worker_cmd
 from service.cli.train import TrainCommand, train_cmd
+from service.version import package_version
 
 PLUGIN_GROUP = "atnl.commands"
 """Entry points that add a command group to ``atnl`` by name: the benchmarks add ``bench``
@@ -41,14 +42,6 @@ def add_plugins(target: typer.Typer) -> None:
 
 
 add_plugins(app)
-
-
-def package_version() -> str:
-    """The installed distribution's version (pyproject.toml's ``version``), read from its metadata."""
-    try:
-        return version("atnl")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "0+unknown"
 
 
 def print_version(value: bool) -> None:
