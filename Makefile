@@ -81,6 +81,7 @@ format: setup
 bench: setup
 	$(BIN)/atnl bench quality --out reports/
 	$(BIN)/atnl bench fewshot --out reports/
+	$(BIN)/atnl bench labels --out reports/
 	$(BIN)/atnl bench service --out reports/
 
 # A bounded soak of `atnl serve` on loopback (3 min of mixed traffic; fails on a 5xx or RSS growth >= 5 %).
