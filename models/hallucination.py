@@ -13,6 +13,10 @@ Strategies (docs/METHOD.md, Hallucination):
   and whose other axes hold the style (atnl);
 - ``mixed``: a third of each quota from ``restyle``, the rest as ``both``.
 Every sample carries its label, its two source indices and ω.
+
+The labels given are the truth: a model with an order circle draws every example at its
+given label's place on the circle, lists the examples it reads otherwise, and reads back
+what it made (the self-check, ``filter``); see ``hallucinate``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ STRATEGY_NOTES = {
 """One line per strategy, for reports."""
 Filter = Literal["model", "none"]
 FILTERS: tuple[Filter, ...] = ("model", "none")
-"""``model``: images the model's order head reads as another label are redrawn or left out;
-``none``: kept, and their reading returned beside them."""
+"""``model``: images the model (order head and label reader) doubts are drawn again, the
+best-read draw kept, and those still read as another label left out; ``none``: every image
+kept, with the model's reading beside it."""
 CHECK_ROUNDS = 16
 """Draws the self-check makes for an image it doubts (below CHECK_CONFIDENCE) before it keeps the best one."""
 CHECK_JITTERS = 3
@@ -80,7 +85,7 @@ class HallucinatedSample:
     """Indices into the input set of the two endpoints."""
     omega: float
     read: int | None = None
-    """The label the model's order head reads in the image; None for models without an order circle."""
+    """The label the self-check reads in the image (``check_labels``); None for models without an order circle."""
 
 
 @dataclass(frozen=True)
