@@ -63,6 +63,8 @@ class ModelConfig:
     label_reader: bool = False
     """A ``reader.LabelReader`` for the K labels is part of the model (trained on real images
     after the autoencoder; ``label_probs`` asks it beside the order head)."""
+    reader_width: int = 16
+    """Channels of the label reader's first convolution (its second has twice as many)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -138,7 +140,7 @@ class SemanticAutoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.reader = LabelReader(cfg.channels, cfg.num_labels) if cfg.label_reader else None
+        self.reader = LabelReader(cfg.channels, cfg.num_labels, cfg.reader_width) if cfg.label_reader else None
 
     def _check_images(self, x: torch.Tensor) -> None:
         c, s = self.cfg.channels, self.cfg.image_size

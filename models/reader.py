@@ -21,7 +21,7 @@ class LabelReader(nn.Module):
     """(N, C, H, W) in [0, 1] -> (N, K) label logits, any H, W >= 4: LeNet-like 5×5 convolutions,
     unlike the benchmarks' 3×3 judge (models.judge), so the two do not share their blind spots."""
 
-    def __init__(self, channels: int, num_labels: int, width: int = 32, hidden: int = 128) -> None:
+    def __init__(self, channels: int, num_labels: int, width: int = 16, hidden: int = 128) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, w, H/2, W/2)

@@ -339,12 +339,12 @@ def mixed_requests(digits) -> dict[str, dict[str, Any]]:
         "hallucinate-json": {
             "url": "/v1/hallucinate",
             "files": few,
-            "data": {"labels": "0,0,9,9", "per_class": "1", "seed": "3"},
+            "data": {"labels": "0,0,9,9", "per_class": "1", "seed": "3", "filter": "none"},  # keep the tiny model's blobs
         },
         "hallucinate-zip": {
             "url": "/v1/hallucinate",
             "files": few,
-            "data": {**labels, "format": "zip"},
+            "data": {**labels, "format": "zip", "filter": "none"},
         },
     }
 
