@@ -24,12 +24,10 @@ from service.batching import Batcher
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError
 from service.forms import parse_labels
 from service.json_bodies import parse_json_body
-from service.model_runner import ModelRunner, RunnerOptions
+from service.model_runner import ModelRunner
 from service.schemas import DecodeRequest
 
 if TYPE_CHECKING:
-    import torch
-
     from models.networks import SemanticAutoencoder
 
 MorphFormat = Literal["json", "png", "gif"]
@@ -127,10 +125,6 @@ class LoadedModel:
     """Every forward pass of this model goes through it."""
     batchers: dict[str, Batcher] = field(default_factory=dict, compare=False, repr=False)
     """The model's batch queues by operation (set by ``Engine.activate``)."""
-
-    @classmethod
-    def of(cls, model_id: str, model: SemanticAutoencoder, device: torch.device, options: RunnerOptions) -> LoadedModel:
-        return cls(model_id, ModelRunner(model, device, options))
 
     @property
     def model(self) -> SemanticAutoencoder:

@@ -32,8 +32,8 @@ from pydantic.json_schema import models_json_schema
 from service.datasets import BUILT_IN
 from service.deps import require_token
 from service.errors import InvalidInput, problems
-from service.schemas import LIMIT, TRAIN_SETTING_BOUNDS, Problem, dataset_pattern
-from service.settings import Settings
+from service.schemas import LIMIT, Problem, dataset_pattern
+from service.settings import TRAIN_SETTING_BOUNDS, Settings
 
 if TYPE_CHECKING:
     from service.loaded_model import LoadedModel

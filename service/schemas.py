@@ -22,6 +22,7 @@ from models.losses.angular_triplet_neighbor import MARGIN_SCHEDULES
 from models.training import LR_SCHEDULES, TrainConfig
 from service.datasets import DIRECTORY_KINDS
 from service.forms import SEED_MAX
+from service.settings import TRAIN_SETTING_BOUNDS
 
 Png = str
 """A base64-encoded PNG image."""
@@ -221,13 +222,6 @@ MAX_OTHER_NUMBER = 1e6
 """Bound of a numeric TrainConfig field that TRAIN_FIELD_BOUNDS does not name (new fields stay bounded)."""
 MAX_OTHER_TEXT = 256
 """Longest text of a TrainConfig field that TRAIN_FIELD_BOUNDS does not name."""
-TRAIN_SETTING_BOUNDS = {
-    "epochs": ("max_train_epochs", "ATNL_MAX_TRAIN_EPOCHS"),
-    "batch_size": ("max_train_batch_size", "ATNL_MAX_TRAIN_BATCH_SIZE"),
-    "latent_dim": ("max_train_latent_dim", "ATNL_MAX_TRAIN_LATENT_DIM"),
-    "threads": ("max_train_threads", "ATNL_MAX_TRAIN_THREADS"),
-}
-"""Training fields whose upper bound is a setting: field -> (Settings attribute, environment name)."""
 
 
 def _bounds_of(name: str, kind: Any) -> dict[str, Any]:

@@ -31,6 +31,13 @@ OTHER_ATNL_NAMES = frozenset(
     }
 )
 """``ATNL_*`` names read by other parts of the project than the service's settings."""
+TRAIN_SETTING_BOUNDS = {
+    "epochs": ("max_train_epochs", "ATNL_MAX_TRAIN_EPOCHS"),
+    "batch_size": ("max_train_batch_size", "ATNL_MAX_TRAIN_BATCH_SIZE"),
+    "latent_dim": ("max_train_latent_dim", "ATNL_MAX_TRAIN_LATENT_DIM"),
+    "threads": ("max_train_threads", "ATNL_MAX_TRAIN_THREADS"),
+}
+"""Training fields whose upper bound is a setting: field -> (Settings attribute, environment name)."""
 
 
 class Settings(BaseSettings):
@@ -191,10 +198,8 @@ class Settings(BaseSettings):
     def check_training_defaults(self, defaults: Mapping[str, Any]) -> None:
         """ValueError when a training request that leaves a field out would get a default above this
         deployment's maximum of it (``defaults``: TrainConfig's, by field name)."""
-        maxima = {"epochs": self.max_train_epochs, "batch_size": self.max_train_batch_size,
-                  "latent_dim": self.max_train_latent_dim, "threads": self.max_train_threads}  # fmt: skip
-        over = [f"{name} {defaults[name]} > ATNL_MAX_TRAIN_{name.upper()} {most}" for name, most in maxima.items()
-                if defaults[name] > most]  # fmt: skip
+        over = [f"{name} {defaults[name]} > {env} {getattr(self, attr)}" for name, (attr, env) in TRAIN_SETTING_BOUNDS.items()
+                if defaults[name] > getattr(self, attr)]  # fmt: skip
         if over:
             raise ValueError(f"the training defaults exceed this deployment's maxima: {'; '.join(over)}")
 

@@ -28,8 +28,8 @@ from service.errors import (
     redact_paths,
 )
 from service.json_bodies import json_body, json_request_body
-from service.schemas import TRAIN_SETTING_BOUNDS, CancelResponse, JobView, TrainAccepted, TrainRequest, dataset_pattern
-from service.settings import Settings
+from service.schemas import CancelResponse, JobView, TrainAccepted, TrainRequest, dataset_pattern
+from service.settings import TRAIN_SETTING_BOUNDS, Settings
 
 router = APIRouter(prefix="/v1", tags=["training"])
 
