@@ -15,9 +15,10 @@ from typing import Any
 
 from models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from models.data import ImageSet
-from models.judge import default_cache_dir
+from models.judge import JudgeCNN, get_judge
 from models.networks import SemanticAutoencoder
 from models.training import TrainConfig, TrainResult, train
+from service.settings import cache_dir
 
 MODELS_DIR = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,12 @@ def run_key(cfg: TrainConfig, data: ImageSet, extra: Any = None) -> str:
 
 
 def bench_cache_dir() -> Path:
-    return default_cache_dir() / "bench"
+    return cache_dir() / "bench"
+
+
+def cached_judge(data: ImageSet, train_indices: list[int], test_indices: list[int], seed: int = 0) -> tuple[JudgeCNN, float]:
+    """``models.judge.get_judge`` kept under ATNL_CACHE_DIR (judges/), as ``atnl eval`` keeps it."""
+    return get_judge(data, train_indices, test_indices, seed=seed, cache_dir=cache_dir())
 
 
 def cached_train(cfg: TrainConfig, data: ImageSet, on_progress: Any = None) -> tuple[SemanticAutoencoder, dict[str, Any]]:

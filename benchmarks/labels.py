@@ -25,11 +25,11 @@ import torch
 from sklearn.svm import SVC
 from torch import nn
 
-from benchmarks.cache import cached_train
+from benchmarks.cache import cached_judge, cached_train
 from benchmarks.report import ProgressFn, hardware, md_table, torch_threads, write_report
 from models.data import ImageSet, load_dataset
 from models.hallucination import STRATEGIES, hallucinate
-from models.judge import fit_classifier, get_judge
+from models.judge import fit_classifier
 from models.networks import SemanticAutoencoder
 from models.training import TrainConfig
 from service import imaging
@@ -81,7 +81,7 @@ Judge = Callable[[torch.Tensor], torch.Tensor]
 
 def outside_judges(data: ImageSet, train: list[int], test: list[int], cfg: LabelsConfig) -> dict[str, tuple[Judge, float]]:
     """Three classifiers trained on ``data[train]`` only, each with its accuracy on ``data[test]``."""
-    cnn, _ = get_judge(data, train, test, seed=cfg.seed)
+    cnn, _ = cached_judge(data, train, test, seed=cfg.seed)
     torch.manual_seed(cfg.seed + 7)
     bn = BatchNormJudge(data.num_labels)
     fit_classifier(bn, data.images[train], data.labels[train], cfg.judge_epochs, cfg.seed + 7)

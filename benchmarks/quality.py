@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.cache import cached_train
+from benchmarks.cache import cached_judge, cached_train
 from benchmarks.plots import hallucination_figure, path_figure, tsne, tsne_grid
 from benchmarks.report import ProgressFn, hardware, md_table, no_progress, torch_threads, write_report
 from benchmarks.targets import lerp_notes, targets
@@ -34,7 +34,6 @@ from models.data import ImageSet, load_dataset, split_indices
 from models.device import resolve_device
 from models.geometry import latent_path
 from models.hallucination import STRATEGY_NOTES, default_strategy, hallucinate
-from models.judge import get_judge
 from models.metrics import (
     HALLUCINATION_PER_CLASS,
     HALLUCINATION_SHOTS,
@@ -191,7 +190,7 @@ def seeded_runs(
             tr, te = info["train_indices"], info["test_indices"]
             probes.append(latent_metrics(model, data, tr, te)["linear_probe_acc"])
             if paths:
-                judge, acc = get_judge(data, tr, te, seed=seed)
+                judge, acc = cached_judge(data, tr, te, seed=seed)
                 path = semantic_path_score(model, judge, data.images[te], data.labels[te], "slerp", cfg.pairs, seed=seed)
                 paths.append(seed_path(seed, acc, path))
         m.update(linear_probe_seeds=probes, linear_probe_mean=float(np.mean(probes)), linear_probe_std=float(np.std(probes)))
@@ -254,7 +253,7 @@ def run_dataset(cfg: QualityConfig, spec: str, out: Path, on_progress: ProgressF
     if cfg.per_class is not None:
         data = first_per_class(data, cfg.per_class)
     train_idx, test_idx = split_indices(data.labels, train_config(cfg, "atnl", spec).test_fraction, cfg.seed)
-    judge, judge_acc = get_judge(data, train_idx, test_idx, seed=cfg.seed)
+    judge, judge_acc = cached_judge(data, train_idx, test_idx, seed=cfg.seed)
     runs: dict[str, FamilyRun] = {}
     for family in cfg.families:
         run, run_tr, run_te = run_family(cfg, family, data, judge, on_progress)

@@ -83,10 +83,6 @@ def fit_classifier(
     return model.eval()
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ATNL_CACHE_DIR", Path.home() / ".cache" / "atnl"))
-
-
 def _cache_key(data: ImageSet, train_indices: list[int], seed: int) -> str:
     """The images' bytes are part of it: a data set whose recipe changes under the same spec gets a new judge."""
     h = hashlib.sha256(json.dumps([JUDGE_VERSION, data.spec, len(data), train_indices, seed]).encode())
@@ -97,12 +93,13 @@ def _cache_key(data: ImageSet, train_indices: list[int], seed: int) -> str:
 def get_judge(
     data: ImageSet, train_indices: list[int], test_indices: list[int], seed: int = 0, cache_dir: Path | None = None
 ) -> tuple[JudgeCNN, float]:
-    """A judge trained on ``data[train_indices]`` and its accuracy on ``data[test_indices]``."""
-    cache = (cache_dir or default_cache_dir()) / "judges" / _cache_key(data, train_indices, seed)
+    """A judge trained on ``data[train_indices]`` and its accuracy on ``data[test_indices]``; kept
+    under ``cache_dir`` (and taken from there next time) when one is given."""
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
         torch.manual_seed(seed)
         judge = JudgeCNN(data.num_labels, data.images.shape[1])
-    if (cache / "judge.safetensors").is_file():
+    cache = None if cache_dir is None else cache_dir / "judges" / _cache_key(data, train_indices, seed)
+    if cache is not None and (cache / "judge.safetensors").is_file():
         judge.load_state_dict(load_file(str(cache / "judge.safetensors")))
         judge.eval()
     else:
@@ -114,10 +111,11 @@ def get_judge(
             seed,
             max_rotation=data.label_safe_rotation,
         )
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / "judge.safetensors.tmp"
-        save_file(judge.state_dict(), str(tmp))
-        os.replace(tmp, cache / "judge.safetensors")
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cache / "judge.safetensors.tmp"
+            save_file(judge.state_dict(), str(tmp))
+            os.replace(tmp, cache / "judge.safetensors")
     pred = judge.predict(data.images[test_indices])
     acc = (pred == data.labels[test_indices]).float().mean().item()
     return judge, acc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,14 +151,15 @@ def evaluate(
     test_indices: list[int],
     num_pairs: int = SPS_PAIRS,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """All docs/API.md §8.1 metrics of one model on the test split.
+    """All docs/API.md §8.1 metrics of one model on the test split (the judge kept under ``cache_dir``).
 
     SPS uses slerp for spherical models and lerp for all (the baselines' and ATNL*'s way);
     ``hallucination`` is ``hallucination_quality`` with the model's ``default_strategy``."""
     model = model.cpu().eval()
     out: dict[str, Any] = latent_metrics(model, data, train_indices, test_indices)
-    judge, judge_acc = get_judge(data, train_indices, test_indices, seed=seed)
+    judge, judge_acc = get_judge(data, train_indices, test_indices, seed=seed, cache_dir=cache_dir)
     out["judge_acc"] = judge_acc
     x_te, y_te = data.images[test_indices], data.labels[test_indices]
     methods = ["slerp", "lerp"] if model.cfg.spherical else ["lerp"]

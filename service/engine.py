@@ -47,6 +47,7 @@ from models.geometry import Method
 from models.hallucination import quotas
 from service import imaging, metrics
 from service.batching import Batcher, BatchFn, BatchPolicy
+from service.bounds import HALLUCINATE_N, STEPS
 from service.disconnect import cancel_on_disconnect
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
 from service.loaded_model import (
@@ -206,10 +207,7 @@ class Engine:
 
     async def interpolate(self, uploads: Uploads, steps: int | None, method: Method, preprocess: bool, fmt: MorphFormat) -> Morph:
         steps = self.settings.default_steps if steps is None else steps
-        if steps > self.settings.max_steps:
-            raise InvalidInput(
-                f"steps must be between 2 and {self.settings.max_steps} (ATNL_MAX_STEPS), got {steps}", field="steps"
-            )
+        STEPS.check("steps", steps, self.settings)
         lm = self.current
         async with cancel_on_disconnect():
             return await self.run(lm.interpolate, uploads, steps, method, preprocess, fmt, self.limits, op="interpolate")
@@ -217,9 +215,10 @@ class Engine:
     async def hallucinate(self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan) -> Hallucination:
         lm = self.current  # once: labels are checked against, and images encoded by, this model
         total = sum(quotas(len(lm.label_names), plan.per_class, plan.n))
-        if total > self.settings.max_hallucinate_n:
+        if total > HALLUCINATE_N.highest(self.settings):
             raise InvalidInput(
-                f"asks for {total} images; allowed 1..{self.settings.max_hallucinate_n} (ATNL_MAX_HALLUCINATE_N)",
+                f"asks for {total} images; allowed {HALLUCINATE_N.minimum}..{HALLUCINATE_N.highest(self.settings)} "
+                f"({HALLUCINATE_N.env})",
                 field="n" if plan.n is not None else "per_class",
             )
         plan = dataclasses.replace(plan, total=total)

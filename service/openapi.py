@@ -29,11 +29,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 from pydantic.json_schema import models_json_schema
 
+from service.bounds import HALLUCINATE_N, STEPS, TRAIN_BOUNDS, Bound
 from service.datasets import BUILT_IN
 from service.deps import require_token
 from service.errors import InvalidInput, problems
 from service.schemas import LIMIT, Problem, dataset_pattern
-from service.settings import TRAIN_SETTING_BOUNDS, Settings
+from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.loaded_model import LoadedModel
@@ -42,7 +43,7 @@ COMPONENTS = "#/components/schemas/"
 FASTAPI_422 = COMPONENTS + "HTTPValidationError"
 BEARER = "bearerToken"
 """Name of the security scheme of ATNL_API_TOKEN."""
-Bound = Callable[[dict[str, Any], Settings, "LoadedModel | None"], None]
+Filler = Callable[[dict[str, Any], Settings, "LoadedModel | None"], None]
 
 
 def _value_branch(node: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +52,9 @@ def _value_branch(node: dict[str, Any]) -> dict[str, Any]:
     return branches[0] if len(branches) == 1 else node
 
 
-def _at_most(attr: str) -> Bound:
-    return lambda node, settings, model: _value_branch(node).update(maximum=getattr(settings, attr))
+def _declared(bound: Bound) -> Filler:
+    """A ``service.bounds`` declaration's minimum, maximum and default."""
+    return lambda node, settings, model: _value_branch(node).update(bound.schema(settings))
 
 
 def _labels(node: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
@@ -63,7 +65,7 @@ def _labels(node: dict[str, Any], settings: Settings, model: LoadedModel | None)
 
 def _per_class(node: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
     labels = len(model.label_names) if model is not None else 1
-    _value_branch(node)["maximum"] = settings.max_hallucinate_n // max(labels, 1)
+    _value_branch(node)["maximum"] = HALLUCINATE_N.highest(settings) // max(labels, 1)
 
 
 def _latent(node: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
@@ -78,17 +80,17 @@ def _dataset(node: dict[str, Any], settings: Settings, model: LoadedModel | None
     node["anyOf"] = [*branches, {"type": "null"}]
 
 
-LIMITS: dict[str, Bound] = {
+LIMITS: dict[str, Filler] = {
     "files": lambda node, settings, model: node.update(maxItems=settings.max_files),
     "labels": _labels,
-    "steps": lambda node, settings, model: node.update(maximum=settings.max_steps, default=settings.default_steps),
-    "n": _at_most("max_hallucinate_n"),
+    "steps": _declared(STEPS),
+    "n": _declared(HALLUCINATE_N),
     "per_class": _per_class,
     "latents": lambda node, settings, model: node.update(maxItems=settings.max_latents),
     "latent": _latent,
     "coordinate": lambda node, settings, model: node.update(minimum=-settings.max_latent_abs, maximum=settings.max_latent_abs),
     "dataset": _dataset,
-    **{f"train.{field}": _at_most(attr) for field, (attr, _env) in TRAIN_SETTING_BOUNDS.items()},
+    **{f"train.{field}": _declared(bound) for field, bound in TRAIN_BOUNDS.items()},
 }
 """Each ``schemas.limit`` name -> how it bounds its schema node, from the settings and the active model
 (None before one is loaded: the bounds that need it are left open)."""

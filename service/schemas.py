@@ -20,9 +20,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, crea
 from models.families import FAMILIES
 from models.losses.angular_triplet_neighbor import MARGIN_SCHEDULES
 from models.training import LR_SCHEDULES, TrainConfig
+from service.bounds import TRAIN_BOUNDS
 from service.datasets import DIRECTORY_KINDS
 from service.forms import SEED_MAX
-from service.settings import TRAIN_SETTING_BOUNDS
 
 Png = str
 """A base64-encoded PNG image."""
@@ -199,10 +199,6 @@ TRAIN_CHOICES: dict[str, list[str]] = {
 """Training fields that take one of a few names."""
 TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
     "dataset": {"max_length": 1024},
-    "epochs": {"ge": 1},  # and <= ATNL_MAX_TRAIN_EPOCHS, checked against the settings
-    "batch_size": {"ge": 1},  # and <= ATNL_MAX_TRAIN_BATCH_SIZE
-    "latent_dim": {"ge": 1},  # and <= ATNL_MAX_TRAIN_LATENT_DIM; >= 3 for a spherical family
-    "threads": {"ge": 0},  # and <= ATNL_MAX_TRAIN_THREADS
     "lr": {"gt": 0, "le": 1},
     "margin": {"ge": 0, "le": math.pi},
     "circle_span": {"gt": 0, "lt": math.pi},
@@ -214,7 +210,8 @@ TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
     "seed": {"ge": 0, "le": SEED_MAX},
 }
 """Bounds of the training fields POST /v1/train accepts (shown in OpenAPI), beyond the library's own
-checks. Loss weights (``*_weight``, ``beta``) are in [0, MAX_LOSS_WEIGHT]; any other number is finite and
+checks (such as latent_dim >= 3 for a spherical family) and service.bounds.TRAIN_BOUNDS (a setting's maximum).
+Loss weights (``*_weight``, ``beta``) are in [0, MAX_LOSS_WEIGHT]; any other number is finite and
 within ±MAX_OTHER_NUMBER; any other text at most MAX_OTHER_TEXT characters."""
 MAX_LOSS_WEIGHT = 1000.0
 """Largest weight of one loss term over HTTP."""
@@ -225,7 +222,10 @@ MAX_OTHER_TEXT = 256
 
 
 def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
-    if name in TRAIN_FIELD_BOUNDS:
+    if name in TRAIN_BOUNDS:  # the maximum is this deployment's (service.openapi fills it in)
+        bounds = {"ge": TRAIN_BOUNDS[name].minimum, "description": f"at most {TRAIN_BOUNDS[name].env}"}
+        bounds["json_schema_extra"] = limit(f"train.{name}")
+    elif name in TRAIN_FIELD_BOUNDS:
         bounds = dict(TRAIN_FIELD_BOUNDS[name])
     elif name.endswith("_weight") or name == "beta":
         bounds = {"ge": 0, "le": MAX_LOSS_WEIGHT}
@@ -237,9 +237,6 @@ def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
         bounds = {}
     if kind is float:
         bounds["allow_inf_nan"] = False
-    if name in TRAIN_SETTING_BOUNDS:
-        bounds["description"] = f"at most {TRAIN_SETTING_BOUNDS[name][1]}"
-        bounds["json_schema_extra"] = limit(f"train.{name}")
     if name == "dataset":
         bounds["json_schema_extra"] = limit("dataset")
     return bounds

@@ -16,9 +16,11 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.bounds import STEPS, TRAIN_BOUNDS, env_name
+
 OTHER_ATNL_NAMES = frozenset(
     {
-        "ATNL_CACHE_DIR",  # where the benchmarks and `atnl eval` keep judges and trained runs (models.judge)
+        "ATNL_CACHE_DIR",  # where the benchmarks and `atnl eval` keep judges and trained runs (cache_dir)
         "ATNL_ENV_FILE",  # docker compose: the .env file its services read
         "ATNL_PUBLISH_ADDRESS",  # docker compose: host address the API's port is published on
         "ATNL_API_CUDA_MEMORY_FRACTION",  # docker compose: ATNL_CUDA_MEMORY_FRACTION of the api service
@@ -31,13 +33,6 @@ OTHER_ATNL_NAMES = frozenset(
     }
 )
 """``ATNL_*`` names read by other parts of the project than the service's settings."""
-TRAIN_SETTING_BOUNDS = {
-    "epochs": ("max_train_epochs", "ATNL_MAX_TRAIN_EPOCHS"),
-    "batch_size": ("max_train_batch_size", "ATNL_MAX_TRAIN_BATCH_SIZE"),
-    "latent_dim": ("max_train_latent_dim", "ATNL_MAX_TRAIN_LATENT_DIM"),
-    "threads": ("max_train_threads", "ATNL_MAX_TRAIN_THREADS"),
-}
-"""Training fields whose upper bound is a setting: field -> (Settings attribute, environment name)."""
 
 
 class Settings(BaseSettings):
@@ -192,21 +187,26 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.default_steps > self.max_steps:
-            raise ValueError(f"ATNL_DEFAULT_STEPS ({self.default_steps}) must be at most ATNL_MAX_STEPS ({self.max_steps})")
+            raise ValueError(f"{STEPS.default_env} ({self.default_steps}) must be at most {STEPS.env} ({self.max_steps})")
         return self
 
     def check_training_defaults(self, defaults: Mapping[str, Any]) -> None:
         """ValueError when a training request that leaves a field out would get a default above this
         deployment's maximum of it (``defaults``: TrainConfig's, by field name)."""
-        over = [f"{name} {defaults[name]} > {env} {getattr(self, attr)}" for name, (attr, env) in TRAIN_SETTING_BOUNDS.items()
-                if defaults[name] > getattr(self, attr)]  # fmt: skip
+        over = [f"{name} {defaults[name]} > {bound.env} {bound.highest(self)}" for name, bound in TRAIN_BOUNDS.items()
+                if defaults[name] > bound.highest(self)]  # fmt: skip
         if over:
             raise ValueError(f"the training defaults exceed this deployment's maxima: {'; '.join(over)}")
 
 
+def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where `atnl eval` and the benchmarks keep judges and trained runs: ATNL_CACHE_DIR, else ~/.cache/atnl."""
+    return Path(environ.get("ATNL_CACHE_DIR") or Path.home() / ".cache" / "atnl")
+
+
 def unknown_names(environ: Mapping[str, str]) -> list[str]:
     """``ATNL_*`` variables in ``environ`` that no part of the project reads (a misspelt setting)."""
-    known = {f"ATNL_{name.upper()}" for name in Settings.model_fields} | OTHER_ATNL_NAMES
+    known = {env_name(name) for name in Settings.model_fields} | OTHER_ATNL_NAMES
     return sorted(name for name in environ if name.startswith("ATNL_") and name not in known)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cache import cached_judge
 from models.data import load_dataset
-from models.judge import get_judge
 from models.metrics import hallucination_quality, latent_metrics, semantic_path_score
 from models.training import TrainConfig, train
 
@@ -37,7 +37,7 @@ def main(name: str, overrides: dict[str, object], pairs: int = 300) -> dict[str,
     out: dict[str, object] = {"name": name, "over": overrides, "train_s": round(time.monotonic() - start, 1)}
     model, tr, te = result.model, result.train_indices, result.test_indices
     out.update(latent_metrics(model, data, tr, te))
-    judge, _ = get_judge(data, tr, te, seed=cfg.seed)
+    judge, _ = cached_judge(data, tr, te, seed=cfg.seed)
     if model.cfg.spherical:
         path = semantic_path_score(model, judge, data.images[te], data.labels[te], "slerp", pairs, seed=0)
         out.update(sps=path["sps"], cov=path["coverage"])

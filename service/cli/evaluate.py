@@ -22,6 +22,7 @@ def eval_cmd(
     from models.checkpoint import CheckpointError, load_checkpoint, update_meta
     from models.data import DatasetError, load_dataset, split_indices
     from models.metrics import evaluate
+    from service.settings import cache_dir
 
     try:
         model = load_checkpoint(checkpoint)
@@ -36,7 +37,7 @@ def eval_cmd(
     if test_idx != meta["data"]["test_indices"]:
         raise typer.BadParameter("the data set no longer gives the recorded test split")
     with console.status("evaluating (judge, probes, semantic paths)"):
-        metrics = evaluate(model, data, train_idx, test_idx, num_pairs=pairs)
+        metrics = evaluate(model, data, train_idx, test_idx, num_pairs=pairs, cache_dir=cache_dir())
     if save:
         update_meta(checkpoint, metrics=metrics)
     if as_json:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from models.geometry import Method
 from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
+from service.bounds import HALLUCINATE_N, STEPS
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
@@ -42,7 +43,7 @@ IMAGE_TYPES = "image/png, image/jpeg"
 PREPROCESS_DOC = (
     "mnist (default): invert light backgrounds, crop to the ink, centre by mass in 20x20 of 28x28; none: grey + resize only."
 )
-STEPS_DOC = "Frames, endpoints included (default ATNL_DEFAULT_STEPS; at most ATNL_MAX_STEPS)."
+STEPS_DOC = f"Frames, endpoints included (default {STEPS.default_env}; at most {STEPS.env})."
 IMAGE_DOC = "A PNG or JPEG image (image/png, image/jpeg), any size and mode, with some ink on it; at most ATNL_MAX_UPLOAD_BYTES."
 IMAGE_ERROR_KINDS = (400, PayloadTooLarge, InvalidInput, BadImage, ModelNotReady)
 """What a multipart inference route can answer besides 200 (encode also InferenceQueueFull: it is batched)."""
@@ -127,7 +128,7 @@ async def interpolate(
     settings: SettingsDep,
     start: Annotated[UploadFile, File(description=f"First image (ω = 0). {IMAGE_DOC}")],
     end: Annotated[UploadFile, File(description=f"Last image (ω = 1). {IMAGE_DOC}")],
-    steps: Annotated[int | None, Form(ge=2, description=STEPS_DOC, json_schema_extra=limit("steps"))] = None,
+    steps: Annotated[int | None, Form(ge=STEPS.minimum, description=STEPS_DOC, json_schema_extra=limit("steps"))] = None,
     method: Annotated[Method, Form(description="slerp on the sphere, or lerp.")] = "slerp",
     format: Annotated[MorphFormat, Form(description="json, png (frames side by side) or gif.")] = "json",
     preprocess: Preprocess = "mnist",
@@ -170,9 +171,9 @@ async def hallucinate(
     n: Annotated[
         int | None,
         Form(
-            ge=1,
+            ge=HALLUCINATE_N.minimum,
             description="Images to make in all, split evenly over the labels (give this or per_class); "
-            "at most ATNL_MAX_HALLUCINATE_N.",
+            f"at most {HALLUCINATE_N.env}.",
             json_schema_extra=limit("n"),
         ),
     ] = None,

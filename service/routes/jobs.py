@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from service import jobs
+from service.bounds import TRAIN_BOUNDS
 from service.datasets import BUILT_IN, allowed_dataset
 from service.deps import RedisDep, SettingsDep, TokenDep
 from service.errors import (
@@ -29,7 +30,7 @@ from service.errors import (
 )
 from service.json_bodies import json_body, json_request_body
 from service.schemas import CancelResponse, JobView, TrainAccepted, TrainRequest, dataset_pattern
-from service.settings import TRAIN_SETTING_BOUNDS, Settings
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["training"])
 
@@ -47,23 +48,18 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
 
     given = body.model_dump(exclude_unset=True, exclude_none=True)
     activate = bool(given.pop("activate", False))
-    for name, (attr, env) in TRAIN_SETTING_BOUNDS.items():
-        limit = getattr(settings, attr)
-        if name in given and given[name] > limit:
-            raise InvalidInput(f"{name} must be <= {limit} ({env}), got {given[name]}", field=name)
+    for name, bound in TRAIN_BOUNDS.items():
+        if name in given:
+            bound.check(name, given[name], settings)
     if "dataset" in given:
         spec = given["dataset"]
         if spec not in BUILT_IN and settings.data_roots and not re.match(dataset_pattern(settings.data_roots), spec):
             raise InvalidInput("dataset: a DIR below a data root (ATNL_DATA_ROOTS), no '.' or '..' segments", field="dataset")
         given["dataset"] = allowed_dataset(spec, settings.data_roots)
     try:
-        cfg = TrainConfig.from_dict(given)
+        TrainConfig.from_dict(given)
     except (ValueError, TypeError) as e:
         raise InvalidInput(f"training config refused: {redact_paths(str(e))}") from e
-    if cfg.epochs > settings.max_train_epochs:
-        raise InvalidInput(
-            f"epochs must be <= {settings.max_train_epochs} (ATNL_MAX_TRAIN_EPOCHS), got {cfg.epochs}", field="epochs"
-        )
     return given, activate
 
 

@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from pydantic import SecretStr
 
 from service import metrics
+from service.bounds import STEPS
 from service.errors import PROBLEM_JSON, ServiceError
 from service.main import create_app
 from service.settings import Settings
@@ -100,9 +101,11 @@ async def test_bounds_are_this_deployments(spec, settings) -> None:
     assert form["properties"]["files"]["maxItems"] == settings.max_files
     assert [b["required"] for b in form["oneOf"]] == [["per_class"], ["n"]]
     steps = body_schema(spec, "/v1/interpolate")["properties"]["steps"]
-    assert (steps["type"], steps["maximum"], steps["default"]) == ("integer", settings.max_steps, settings.default_steps)
+    assert (steps["type"], steps["minimum"], steps["maximum"], steps["default"]) == (
+        "integer", STEPS.minimum, settings.max_steps, settings.default_steps
+    )  # fmt: skip
     train = body_schema(spec, "/v1/train", "application/json")["properties"]
-    assert train["epochs"]["anyOf"][0]["maximum"] == settings.max_train_epochs
+    assert (train["epochs"]["anyOf"][0]["minimum"], train["epochs"]["anyOf"][0]["maximum"]) == (1, settings.max_train_epochs)
     assert train["dataset"]["anyOf"][0]["enum"] == ["mnist-5k", "pose-digits"]
     small = create_app(settings.model_copy(update={"max_steps": 12, "max_files": 3})).openapi()
     assert body_schema(small, "/v1/interpolate")["properties"]["steps"]["maximum"] == 12

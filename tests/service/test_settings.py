@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from pydantic import ValidationError
@@ -13,21 +15,35 @@ from pydantic import ValidationError
 from models.training import TrainConfig
 from service.settings import OTHER_ATNL_NAMES, Settings, get_settings, unknown_names
 
-ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_env_example_names_every_setting_with_its_default() -> None:
-    lines = [line.lstrip("# ").strip() for line in ENV_EXAMPLE.read_text().splitlines()]
+def settings_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("settings_docs", ROOT / "scripts" / "settings_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_env_example_and_the_api_settings_table_are_generated_from_settings() -> None:
+    assert settings_docs().stale() == [], "run python scripts/settings_docs.py"
+    lines = [line.lstrip("# ").strip() for line in (ROOT / ".env.example").read_text().splitlines()]
     given = dict(line.split("=", 1) for line in lines if line.startswith("ATNL_") and "=" in line)
     assert set(given) == {f"ATNL_{name.upper()}" for name in Settings.model_fields}
-    for name, field in Settings.model_fields.items():
-        value = given[f"ATNL_{name.upper()}"]
-        if isinstance(field.default, bool):
-            assert value == str(field.default).lower(), name
-        elif isinstance(field.default, int | float):
-            assert float(value) == field.default, name
-        elif isinstance(field.default, str):
-            assert value == field.default, name
+    table = (ROOT / "docs" / "API.md").read_text()
+    assert all(f"| ATNL_{name.upper()} |" in table for name in Settings.model_fields)
+
+
+def test_a_stale_settings_table_or_env_example_is_found(tmp_path: Path) -> None:
+    docs = settings_docs()
+    env, api = tmp_path / ".env.example", tmp_path / "API.md"
+    env.write_text(docs.env_example())
+    api.write_text((ROOT / "docs" / "API.md").read_text())
+    assert docs.stale(env, api) == []
+    api.write_text(api.read_text().replace("| ATNL_MAX_STEPS | 64 |", "| ATNL_MAX_STEPS | 65 |"))
+    env.write_text(env.read_text().replace("ATNL_PORT=8000\n", ""))
+    assert docs.stale(env, api) == [env, api]
 
 
 def test_default_steps_beyond_max_steps_is_refused() -> None:
@@ -62,7 +78,7 @@ def test_a_misspelt_setting_is_named_in_a_warning(monkeypatch: pytest.MonkeyPatc
 
 
 def test_every_atnl_name_in_the_project_is_a_setting_or_a_known_other() -> None:
-    root = ENV_EXAMPLE.parent
+    root = ROOT
     files = [p for pattern in ("service/**/*.py", "models/**/*.py", "benchmarks/**/*.py", "scripts/*", "docker/**/*",
                                "docker-compose*.yml", "Makefile") for p in root.glob(pattern) if p.is_file()]  # fmt: skip
     used = {m for p in files for m in re.findall(r"ATNL_[A-Z][A-Z0-9_]*[A-Z0-9]", p.read_text(errors="ignore"))}
