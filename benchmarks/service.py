@@ -1,5 +1,5 @@
 """``atnl bench service``: the service under load, against the same model in process and
-against a bare FastAPI endpoint, in one run (docs/API.md §8.2, issue 12).
+against a bare FastAPI endpoint, in one run (docs/API.md §8.2).
 
 Every server is a real process on loopback (``atnl serve`` with batching on, then off;
 ``benchmarks.bare_app`` under uvicorn with torch's default threads and with one), loaded
@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,6 @@ from benchmarks.load import Connection, Outcome, Prepared, poll_while, prepare, 
 from benchmarks.pyspy import Recorder, py_spy
 from benchmarks.report import hardware, write_report
 from benchmarks.servers import Server
-from benchmarks.servers import free_port as free_port  # benchmarks.soak imports it from here
 from benchmarks.service_report import render
 from models import load_dataset, read_meta
 
@@ -55,6 +53,8 @@ SOAK_WARMUP = 0.3
 """Row 5: share of the soak's count sent first, before the RSS baseline. glibc keeps the heap
 that forwards of each new batch size freed (malloc_trim gives it back: this is kept memory, not
 leaked): RSS climbs for the first few thousand mixed requests, then stays flat."""
+SERVER_START_S = 900.0
+"""Longest wait for a server to serve: ATNL_TORCH_COMPILE compiles at load, minutes on a CPU."""
 OPS = {"encode": "encode1", "interpolate": "interpolate8", "hallucinate": "hallucinate"}
 """docs/API.md §8.2's service table: op -> request (encode: 1 image, interpolate: 8 frames, hallucinate: 50 in, 20 out)."""
 
@@ -297,7 +297,7 @@ async def service_rows(
 
 @contextlib.contextmanager
 def running(server: Server) -> Iterator[Server]:
-    server.start()
+    server.start(timeout=SERVER_START_S)
     try:
         yield server
     finally:
@@ -324,11 +324,13 @@ async def measure_service(
 
 def servers(store: Path, checkpoint: Path, cfg: ServiceBenchConfig, tmp: Path) -> list[tuple[Server, bool]]:
     """The servers to measure, in order, each with whether it runs every row (else rows 1-2)."""
-    out = [(Server.service("service", store, cfg.device, tmp, {}), True)]
-    out.append((Server.service("service, batching off", store, cfg.device, tmp, {"ATNL_BATCH_ENABLED": "false"}), False))
+
+    def service(name: str, env: dict[str, str]) -> Server:
+        return Server.serve({"ATNL_MODEL_STORE": str(store), **env}, tmp, cfg.device, name)
+
+    out = [(service("service", {}), True), (service("service, batching off", {"ATNL_BATCH_ENABLED": "false"}), False)]
     for settings in cfg.variants:
-        env = dict(s.split("=", 1) for s in settings)
-        out.append((Server.service("service, " + ", ".join(settings), store, cfg.device, tmp, env), False))
+        out.append((service("service, " + ", ".join(settings), dict(s.split("=", 1) for s in settings)), False))
     out.append((Server.bare("bare FastAPI endpoint", checkpoint, cfg.device, 0, tmp), False))
     out.append((Server.bare("bare FastAPI endpoint, 1 torch thread", checkpoint, cfg.device, 1, tmp), False))
     return out
@@ -423,19 +425,3 @@ def sample_requests(data: Any) -> dict[str, dict[str, Any]]:
             "data": {"labels": ",".join(data.label_names[int(data.labels[i])] for i in few), "per_class": "2", "seed": "0"},
         },
     }
-
-
-def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"atnl serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("atnl serve did not become ready")

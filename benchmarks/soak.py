@@ -10,19 +10,16 @@ the warm-up to the end of the run. Figures go to ``soak.md`` and ``soak.json``.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import re
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.report import hardware, md_table, write_report
-from benchmarks.service import free_port, percentile_ms, sample_requests, wait_ready
+from benchmarks.servers import Server, memory_mb
+from benchmarks.service import percentile_ms, sample_requests
 from models import load_dataset
 
 MAX_RSS_GROWTH = 0.05
@@ -77,12 +74,6 @@ class Tally:
 
     def count(self, predicate: Any) -> int:
         return sum(n for counts in self.statuses.values() for s, n in counts.items() if predicate(int(s)))
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` now (VmRSS), MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def requests(data: Any, latent_dim: int) -> dict[str, dict[str, Any]]:
@@ -142,7 +133,7 @@ async def traffic(base_url: str, bodies: dict[str, dict[str, Any]], cfg: SoakCon
 async def sample_rss(pid: int, deadline: float, samples: list[tuple[float, float]], start: float) -> None:
     """Append (seconds since ``start``, RSS MiB) once a second until ``deadline``."""
     while time.monotonic() < deadline:
-        samples.append((time.monotonic() - start, rss_mb(pid)))
+        samples.append((time.monotonic() - start, memory_mb(pid)))
         await asyncio.sleep(1.0)
 
 
@@ -151,7 +142,7 @@ async def soak(base_url: str, pid: int, bodies: dict[str, dict[str, Any]], cfg: 
     deadline = start + cfg.seconds
     samples: list[tuple[float, float]] = []
     tally, _ = await asyncio.gather(traffic(base_url, bodies, cfg, deadline), sample_rss(pid, deadline, samples, start))
-    samples.append((time.monotonic() - start, rss_mb(pid)))
+    samples.append((time.monotonic() - start, memory_mb(pid)))
     return tally, samples
 
 
@@ -221,16 +212,6 @@ def report_body(result: dict[str, Any]) -> str:
     )
 
 
-def start_server(store: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``atnl serve`` on ``store`` (CPU, loopback, no token: the soak's bad requests expect no 401)."""
-    env = {**os.environ, "ATNL_MODEL_STORE": str(store), "ATNL_PORT": str(port), "ATNL_HOST": "127.0.0.1"}
-    env |= {"ATNL_BOOTSTRAP_DEFAULT_MODEL": "false", "ATNL_LOG_LEVEL": "warning", "ATNL_DEVICE": "cpu"}
-    env.pop("ATNL_API_TOKEN", None)
-    exe = str(Path(sys.executable).parent / "atnl")
-    with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([exe, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 def run_soak(checkpoint: Path, out: Path, cfg: SoakConfig, command: str, tmp: Path) -> dict[str, Any]:
     """Serve ``checkpoint`` from a fresh store in ``tmp``, soak it, write soak.md + soak.json."""
     from models import read_meta
@@ -241,17 +222,14 @@ def run_soak(checkpoint: Path, out: Path, cfg: SoakConfig, command: str, tmp: Pa
     meta = read_meta(store / "soak")
     latent_dim = int(meta["model_config"]["latent_dim"])
     bodies = requests(data, latent_dim)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    proc = start_server(store, port, tmp / "serve.log")
+    server = Server.serve({"ATNL_MODEL_STORE": str(store)}, tmp, name="serve")  # no token: the bad requests expect no 401
     try:
-        wait_ready(base_url, proc)
-        tally, samples = asyncio.run(soak(base_url, proc.pid, bodies, cfg))
-        if proc.poll() is not None:
-            raise RuntimeError(f"atnl serve died during the soak (exit {proc.returncode}); see {tmp / 'serve.log'}")
+        server.start()
+        tally, samples = asyncio.run(soak(server.url, server.pid, bodies, cfg))
+        if (code := server.exited()) is not None:
+            raise RuntimeError(f"atnl serve died during the soak (exit {code}); see {server.log}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
     result = summarise(tally, rss_figures(samples, cfg.seconds), cfg)
     result["model"] = {"family": meta.get("family"), "latent_dim": latent_dim, "checkpoint": str(checkpoint)}
     result["rss_samples"] = [[round(t, 1), round(m, 1)] for t, m in samples]

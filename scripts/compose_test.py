@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from typing import Any
 import httpx
 import yaml
 from PIL import Image
+
+from benchmarks.servers import Process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "compose-test"
@@ -102,7 +103,9 @@ class Engine:
     """The Docker engine: one that answers is used as it is; otherwise ours runs until ``stop``."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
+        cmd = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--ip-forward=false"]
+        self.dockerd = Process("dockerd", cmd, dict(os.environ), WORK, own_session=True)
+        self.ours = False
 
     @staticmethod
     def answers() -> bool:
@@ -111,26 +114,20 @@ class Engine:
     def start(self) -> str:
         if self.answers():
             return "using the running engine"
-        cmd = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--ip-forward=false"]
-        with open(WORK / "dockerd.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while not self.answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise StepFailed(f"dockerd did not start; see {WORK / 'dockerd.log'}")
-            time.sleep(1)
-        return f"started dockerd (pid {self.proc.pid}, vfs, no iptables)"
+        self.dockerd.start()
+        self.ours = True
+        try:
+            wait_until(lambda: self.dockerd.exited() is not None or self.answers(), "dockerd to answer", 90, every=1)
+        except TimeoutError as e:
+            raise StepFailed(f"{e}; see {self.dockerd.log}") from e
+        if self.dockerd.exited() is not None:
+            raise StepFailed(f"dockerd exited with {self.dockerd.exited()}; see {self.dockerd.log}")
+        return f"started dockerd (pid {self.dockerd.pid}, vfs, no iptables)"
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        print(f"stopped dockerd (pid {self.proc.pid})")
+        if self.ours:
+            self.dockerd.stop(timeout=60)
+            print(f"stopped dockerd (pid {self.dockerd.pid})")
 
 
 # --- images -----------------------------------------------------------------------------
@@ -233,9 +230,7 @@ class Compose:
         (WORK / "compose").mkdir(parents=True, exist_ok=True)
         self.files = files_for_compose_1_29()
         self.token = secrets.token_urlsafe(24)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ATNL_", "COMPOSE_"))}
         self.env = {**env, "ATNL_API_TOKEN": self.token, "ATNL_PORT": str(self.port), "ATNL_ENV_FILE": ENV_FILE}
 
@@ -282,14 +277,12 @@ def container_state(cid: str) -> str:
 # --- the stack, driven from outside -------------------------------------------------------
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, services: tuple[str, ...], every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}", services)
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, services: tuple[str, ...]) -> Any:
+    """``probe()``'s first truthy value, asked every second; StepFailed (with ``services``' logs) after ``timeout`` s."""
+    try:
+        return wait_until(probe, what, timeout, every=1.0)
+    except TimeoutError as e:
+        raise StepFailed(str(e), services) from e
 
 
 class Stack:

@@ -146,7 +146,7 @@ async def test_token_guards_train_activate_and_delete_only(settings, digits, red
 
 
 async def test_redis_down_training_503_inference_works(settings, digits, redis_conn) -> None:
-    from tests.service.helpers import free_port
+    from benchmarks.servers import free_port
 
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "redis_timeout_seconds": 0.5})
     async for client in client_for(down):

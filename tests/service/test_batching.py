@@ -22,12 +22,13 @@ import torch
 import uvicorn
 from prometheus_client import generate_latest
 
+from benchmarks.servers import free_port
 from models import load_checkpoint, read_meta
 from models.checkpoint import save_checkpoint
 from service.batching import Batcher, BatchPolicy, InferenceQueueFull
 from service.main import create_app
 from service.model_runner import ModelRunner, RunnerOptions, available_cpus, torch_threads
-from tests.service.helpers import assert_problem, client_for, free_port
+from tests.service.helpers import assert_problem, client_for
 from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.anyio

@@ -5,10 +5,6 @@ activated and used; a running job stopped, a queued one canceled, a failing one 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.service.helpers import free_port, wait_for
+from benchmarks.servers import Process, Server, atnl_command, wait_until
 from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.e2e
@@ -25,17 +21,16 @@ TIMEOUT = 240.0
 """Seconds a job may take to reach the awaited state on a loaded 2-core machine."""
 
 
-def compose_command(service: str) -> list[str]:
-    """The service's command from docker-compose.yml, with ``atnl`` resolved in this environment."""
+def compose_args(service: str) -> list[str]:
+    """The arguments of ``atnl`` in the service's command in docker-compose.yml."""
     command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]["command"]
-    exe = shutil.which("atnl", path=str(Path(sys.executable).parent)) or shutil.which("atnl")
-    assert command[0] == "atnl" and exe, command
-    return [exe, *command[1:]]
+    assert command[0] == "atnl", command
+    return command[1:]
 
 
 class Stack:
-    def __init__(self, base_url: str, logs: Path) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+    def __init__(self, http: httpx.Client, logs: Path) -> None:
+        self.http = http
         self.logs = logs
 
     def job(self, job_id: str) -> dict:
@@ -48,54 +43,32 @@ class Stack:
                 seen.append(job["progress"])
             return job if job["status"] in statuses else None
 
-        return wait_for(done, f"job {job_id} to reach {statuses}; logs in {self.logs}", timeout=TIMEOUT)
+        return wait_until(done, f"job {job_id} to reach {statuses}; logs in {self.logs}", TIMEOUT)
 
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e")
-    port = free_port()
     env = {
-        **os.environ,
         "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # its own database: other tests flush theirs
         "ATNL_MODEL_STORE": str(tmp / "store"),
-        "ATNL_HOST": "127.0.0.1",
-        "ATNL_PORT": str(port),
-        "ATNL_DEVICE": "cpu",
-        "ATNL_BOOTSTRAP_DEFAULT_MODEL": "false",
         "ATNL_STORE_POLL_SECONDS": "0.5",
         "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5",
         "ATNL_DATA_ROOTS": json.dumps([str(tmp / "data")]),
     }
-    env.pop("ATNL_API_TOKEN", None)
-    procs = []
-    for name in ("worker", "api"):
-        log = open(tmp / f"{name}.log", "w")
-        procs.append((subprocess.Popen(compose_command(name), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp), log))
-    stack = Stack(f"http://127.0.0.1:{port}", tmp)
-
-    def healthy():
-        for proc, _ in procs:
-            if proc.poll() is not None:
-                pytest.fail(f"{proc.args} exited with {proc.returncode}; logs in {tmp}")
-        try:
-            return stack.http.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
+    worker = Process.worker(env, tmp)
+    worker.args = atnl_command(*compose_args("worker"))
+    api = Server.serve(env, tmp, ready_path="/healthz")  # an empty store: not ready until a model is trained
+    api.args = atnl_command(*compose_args("api"))
     try:
-        wait_for(healthy, "atnl serve to answer /healthz", timeout=90)
-        yield stack
+        worker.start()
+        api.start(timeout=90)
+        assert worker.exited() is None, f"atnl worker exited with {worker.exited()}: {worker.log_tail()}"
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            yield Stack(http, tmp)
     finally:
-        stack.http.close()
-        for proc, log in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        api.stop(timeout=15)
+        worker.stop(timeout=15)
 
 
 def test_train_follow_activate_interpolate(stack: Stack, digits) -> None:
@@ -129,7 +102,8 @@ def test_stop_running_cancel_queued_explain_failed(stack: Stack) -> None:
     http = stack.http
     running = http.post("/v1/train", json={"epochs": 100, "latent_dim": 8}).json()["job_id"]
     queued = http.post("/v1/train", json={"epochs": 1, "latent_dim": 8}).json()["job_id"]  # one worker: it waits
-    wait_for(lambda: stack.job(running)["status"] == "started" and stack.job(running)["progress"], "the long job to start")
+    started = lambda: stack.job(running)["status"] == "started" and stack.job(running)["progress"]  # noqa: E731
+    wait_until(started, "the long job to start", TIMEOUT)
 
     assert http.delete(f"/v1/jobs/{queued}").json() == {"id": queued, "status": "canceled"}
     assert http.delete(f"/v1/jobs/{running}").json() == {"id": running, "status": "stopped"}

@@ -1,4 +1,4 @@
-"""Faults with real processes (issue 11): redis-server, `atnl serve` and `atnl worker` started,
+"""Faults with real processes: redis-server, `atnl serve` and `atnl worker` started,
 stopped, restarted and SIGKILLed while they serve and train.
 
 - a worker SIGKILLed mid-training: its job is failed within the heartbeat TTL, no partial
@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -39,8 +38,9 @@ from PIL import Image
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from benchmarks.servers import Process, Server, wait_until
 from service.store import ModelStore
-from tests.service.helpers import ATNL, ApiProcess, RedisServer, assert_problem, wait_for
+from tests.service.helpers import RedisServer, assert_problem
 from tests.service.images import png_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -48,32 +48,24 @@ HEARTBEAT_TTL = 6.0
 """Seconds without a heartbeat after which a started job counts as lost (short, for the test)."""
 TIMEOUT = 180.0
 """Seconds a state may take to be reached on a loaded 2-core machine."""
+STACK_WAIT = 240.0
+"""Seconds for a real process to reach a state (a job's end, a checkpoint write) on a loaded 2-core machine."""
 QUICK_JOB = {"family": "ae", "epochs": 2, "latent_dim": 8, "test_fraction": 0.5, "batch_size": 250}
 """A real training job of a few seconds (10 steps an epoch): the cheapest family on half of mnist-5k."""
 
 
-def worker_env(redis_url: str, store: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ATNL_REDIS_URL": redis_url,
-        "ATNL_MODEL_STORE": str(store),
-        "ATNL_DEVICE": "cpu",
-        "ATNL_JOB_HEARTBEAT_TTL_SECONDS": str(HEARTBEAT_TTL),
-        "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5",
-    }
+def start_worker(redis_url: str, store: Path, workdir: Path, *args: str, python: str | None = None) -> Process:
+    """`atnl worker ARGS` (or, with ``python``, that script run with the worker's arguments), in
+    a process group of its own; its log is ``workdir``/worker.log."""
+    env = {"ATNL_REDIS_URL": redis_url, "ATNL_MODEL_STORE": str(store)}
+    env |= {"ATNL_JOB_HEARTBEAT_TTL_SECONDS": str(HEARTBEAT_TTL), "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5"}
+    worker = Process.worker(env, workdir, *args)
+    if python:
+        worker.args = [sys.executable, "-c", python, "worker", *args]
+    return worker.start()
 
 
-def start_worker(redis_url: str, store: Path, logs: Path, *args: str, python: str | None = None) -> subprocess.Popen:
-    """`atnl worker ARGS` (or, with ``python``, that script run with the worker's arguments)."""
-    command = [sys.executable, "-c", python, "worker", *args] if python else [ATNL, "worker", *args]
-    with open(logs, "a") as log:  # the child keeps its own copy of the descriptor
-        # Its own process group: SIGKILL to the group takes the RQ parent and its work horse at once.
-        return subprocess.Popen(
-            command, env=worker_env(redis_url, store), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def horses_of(worker: subprocess.Popen) -> list[int]:
+def horses_of(worker: Process) -> list[int]:
     children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
@@ -86,20 +78,19 @@ def wait_gone(pid: int) -> None:
         time.sleep(0.05)
 
 
-def kill_worker_and_horse(worker: subprocess.Popen) -> None:
+def kill_worker_and_horse(worker: Process) -> None:
     """SIGKILL the worker and its work horse (RQ puts the horse in a process group of its own),
     as when the machine or container dies."""
     horses = horses_of(worker)
-    worker.kill()  # the parent first: alive, it would see its horse die and record the failure itself
-    worker.wait(timeout=30)
+    worker.stop(signal.SIGKILL)  # the parent first: alive, it would see its horse die and record the failure itself
     for pid in horses:
         os.kill(pid, signal.SIGKILL)
     for pid in horses:
         wait_gone(pid)
 
 
-def stop_worker(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
+def stop_worker(worker: Process) -> None:
+    if worker.exited() is None:
         kill_worker_and_horse(worker)
 
 
@@ -129,7 +120,7 @@ async def test_a_worker_killed_mid_training_fails_its_job_and_a_retry_succeeds(
     async for client in client_factory(api):
         job_id = (await client.post("/v1/train", json={**QUICK_JOB, "epochs": 200})).json()["job_id"]
         doomed_model = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).kwargs["model_id"]
-        worker = start_worker(api.redis_url, api.model_store, logs)
+        worker = start_worker(api.redis_url, api.model_store, tmp_path)
         try:
             await wait_for_job(client, job_id, training, f"training to start ({logs})")
             kill_worker_and_horse(worker)
@@ -146,7 +137,7 @@ async def test_a_worker_killed_mid_training_fails_its_job_and_a_retry_succeeds(
         assert partial_dirs(api.model_store) == []
 
         retry_id = (await client.post("/v1/train", json={**QUICK_JOB, "epochs": 1})).json()["job_id"]
-        worker = start_worker(api.redis_url, api.model_store, logs, "--burst")
+        worker = start_worker(api.redis_url, api.model_store, tmp_path, "--burst")
         try:
             job = await wait_for_job(client, retry_id, lambda j: j["status"] in ("finished", "failed"), "the retry")
         finally:
@@ -191,13 +182,13 @@ async def test_a_crash_inside_the_checkpoint_write_leaves_the_store_intact(
     marker = tmp_path / "stalled"
     monkeypatch.setenv("STALL_MARKER", str(marker))
     logs = tmp_path / "worker.log"
-    worker = start_worker(api.redis_url, api.model_store, logs, python=STALLED_WRITE)
+    worker = start_worker(api.redis_url, api.model_store, tmp_path, python=STALLED_WRITE)
     try:
         async for client in client_factory(api):
             for kill_parent_too in (False, True):
                 marker.unlink(missing_ok=True)
                 job_id = (await client.post("/v1/train", json={**QUICK_JOB, "epochs": 1})).json()["job_id"]
-                wait_for(marker.exists, f"the job to reach its checkpoint write ({logs})")
+                wait_until(marker.exists, f"the job to reach its checkpoint write ({logs})", STACK_WAIT)
                 horse, weights = marker.read_text().split()
                 assert Path(weights).parent.name.startswith(".") and Path(weights).is_file()  # mid-write
                 if kill_parent_too:
@@ -212,7 +203,7 @@ async def test_a_crash_inside_the_checkpoint_write_leaves_the_store_intact(
                 assert partial_dirs(api.model_store) == [], "a partial checkpoint was left in the store"
                 listing = (await client.get("/v1/models")).json()
                 assert [m["id"] for m in listing["models"]] == before[0] and listing["active"] == "tiny"
-                assert worker.poll() is None or kill_parent_too  # the worker outlives its horse
+                assert worker.exited() is None or kill_parent_too  # the worker outlives its horse
     finally:
         stop_worker(worker)
 
@@ -262,8 +253,8 @@ class Stack:
 
     tmp: Path
     redis: RedisServer
-    api: ApiProcess
-    worker: subprocess.Popen
+    api: Server
+    worker: Process
     http: httpx.Client
     jobs: list[str] = field(default_factory=list)
     """Jobs run by the tests of this module, for the API restart test."""
@@ -276,10 +267,10 @@ class Stack:
         return self.http.get(f"/v1/jobs/{job_id}").json()
 
     def job_reaches(self, job_id: str, done: Callable[[dict], bool], what: str) -> dict:
-        return wait_for(lambda: (job := self.job(job_id)) and done(job) and job, f"{what} (logs in {self.tmp})")
+        return wait_until(lambda: (job := self.job(job_id)) and done(job) and job, f"{what} (logs in {self.tmp})", STACK_WAIT)
 
     def worker_log(self) -> str:
-        return (self.tmp / "worker.log").read_text()
+        return self.worker.log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +283,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> It
     ModelStore(store).set_active("tiny")
     env = {"ATNL_REDIS_URL": redis.url, "ATNL_MODEL_STORE": str(store), "ATNL_STORE_POLL_SECONDS": "0.5"}
     env |= {"ATNL_JOB_HEARTBEAT_TTL_SECONDS": str(HEARTBEAT_TTL), "ATNL_DATA_ROOTS": json.dumps([str(tmp / "data")])}
-    api = ApiProcess(tmp, env)
-    worker = start_worker(redis.url, store, tmp / "worker.log")
+    api = Server.serve(env, tmp)
+    worker = start_worker(redis.url, store, tmp)
     try:
         api.start()
         with httpx.Client(base_url=api.url, timeout=60) as http:
@@ -430,11 +421,11 @@ async def test_redis_restarted_while_serving_and_training(stack: Stack, digits) 
         lines = stack.worker_log()[log_mark:].splitlines()
         return any("atnl.worker" in line and "Redis unreachable" in line for line in lines)
 
-    wait_for(lambda: stack.worker.poll() is not None or worker_met_outage(), "the worker to meet the outage", timeout=45)
+    wait_until(lambda: stack.worker.exited() is not None or worker_met_outage(), "the worker to meet the outage", 45)
     time.sleep(max(0.0, HEARTBEAT_TTL + 1 - (time.monotonic() - down_at)))
     stack.redis.start()
 
-    assert stack.worker.poll() is None, f"the worker died with Redis; log: {stack.worker_log()[-3000:]}"
+    assert stack.worker.exited() is None, f"the worker died with Redis; log: {stack.worker_log()[-3000:]}"
     job = stack.job(job_id)  # a job that lived through the outage is not "lost" while its heartbeat comes back
     assert job["status"] in ("started", "finished"), job
     job = stack.job_reaches(job_id, lambda j: j["status"] not in ("queued", "started"), "the job to end")
@@ -446,7 +437,7 @@ async def test_redis_restarted_while_serving_and_training(stack: Stack, digits) 
     stack.jobs.append(failing)
     job = stack.job_reaches(failing, lambda j: j["status"] in ("failed", "finished"), "the next job to fail")
     assert job["status"] == "failed" and "DatasetError" in job["error"], job
-    assert stack.worker.poll() is None
+    assert stack.worker.exited() is None
 
 
 async def test_api_restarted_keeps_the_active_model_and_the_job_history(stack: Stack) -> None:

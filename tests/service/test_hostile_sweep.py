@@ -1,4 +1,4 @@
-"""A hostile sweep (issue 11) against a real `atnl serve` process: every case below is refused
+"""A hostile sweep against a real `atnl serve` process: every case below is refused
 with the 4xx problem+json it should get; there is no 5xx and no crash, the server's peak
 memory stays under PEAK_RSS_MB, and the model store is byte for byte what it was.
 
@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.servers import Server, memory_mb
 from service.store import ModelStore
-from tests.service.helpers import PROBLEM, ApiProcess, peak_rss_mb
+from tests.service.helpers import PROBLEM
 from tests.service.images import big_digit_png, mpo_of, png_declaring, png_of
 
 pytestmark = pytest.mark.e2e
@@ -358,19 +359,19 @@ def valid_but_odd(digits) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, tiny_checkpoint: Path, redis_url: str) -> Iterator[ApiProcess]:
+def server(tmp_path: Path, tiny_checkpoint: Path, redis_url: str) -> Iterator[Server]:
     store = tmp_path / "store"
     shutil.copytree(tiny_checkpoint, store / "tiny")
     ModelStore(store).set_active("tiny")
     env = {"ATNL_MODEL_STORE": str(store), "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3", **LIMITS}
-    api = ApiProcess(tmp_path, env)
+    api = Server.serve(env, tmp_path)
     try:
         yield api.start()
     finally:
         api.stop()
 
 
-def test_hostile_sweep(server: ApiProcess, digits) -> None:
+def test_hostile_sweep(server: Server, digits) -> None:
     cases = image_cases(digits) + interpolate_cases(digits) + hallucinate_cases(digits)
     cases += decode_cases() + model_and_job_cases()
     assert len(cases) >= 60 and len({c.name for c in cases}) == len(cases)
@@ -384,11 +385,11 @@ def test_hostile_sweep(server: ApiProcess, digits) -> None:
             named = str(problem.get("field", "")).split("[")[0]
             if r.status_code != case.status or not problem or (case.field and named != case.field.split("[")[0]):
                 wrong.append(f"{case.name}: {r.status_code} {r.headers.get('content-type')} {r.text[:160]}")
-            assert server.proc is not None and server.proc.poll() is None, f"the server died on {case.name!r}"
+            assert server.exited() is None, f"the server died on {case.name!r}"
         statuses = [http.get("/healthz").status_code, http.get("/readyz").status_code]
         odd = {name: http.post("/v1/encode", files=image_file(data)).status_code for name, data in valid_but_odd(digits).items()}
         metrics = http.get("/metrics").text
-    peak = peak_rss_mb(server.pid)
+    peak = memory_mb(server.pid, "VmHWM")
     print(f"hostile sweep: {len(cases)} cases, peak RSS of the server {peak:.0f} MiB (bound {PEAK_RSS_MB})")
     assert wrong == [], "\n".join(wrong)
     assert statuses == [200, 200]

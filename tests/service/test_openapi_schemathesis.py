@@ -1,5 +1,5 @@
 """schemathesis, as an outside client would run it, against a real `atnl serve` on the tiny model
-(issue 15): every check (`--checks all`), every phase (examples, coverage, fuzzing, and the stateful
+(docs/API.md §1-§3): every check (`--checks all`), every phase (examples, coverage, fuzzing, and the stateful
 one: train -> job -> cancel -> job, models -> activate), seeded and bounded. Passes only with no
 failure and no server error. What the hooks add, and why: tests/service/schemathesis_hooks.py."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.helpers import ApiProcess
+from benchmarks.servers import Server
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
@@ -29,15 +29,14 @@ SEED = 15
 
 
 @pytest.fixture
-def api(tmp_path: Path, store_dir: Path, redis_url: str) -> Iterator[ApiProcess]:
+def api(tmp_path: Path, store_dir: Path, redis_url: str) -> Iterator[Server]:
     """`atnl serve` on the tiny model, with a token; no worker, so jobs stay queued until canceled."""
     env = {
         "ATNL_MODEL_STORE": str(store_dir),
         "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/2",  # its own database: other tests flush theirs
         "ATNL_MAX_QUEUED_JOBS": "100000",  # every enqueued job stays queued: room for all of them
     }
-    server = ApiProcess(tmp_path, env)
-    server.env["ATNL_API_TOKEN"] = TOKEN
+    server = Server.serve({**env, "ATNL_API_TOKEN": TOKEN}, tmp_path)
     yield server.start()
     server.stop()
 
@@ -65,7 +64,7 @@ def schemathesis_run(url: str, workdir: Path) -> subprocess.CompletedProcess[str
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_schemathesis_finds_no_failure_and_no_server_error(api: ApiProcess, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_failure_and_no_server_error(api: Server, tmp_path: Path) -> None:
     run = schemathesis_run(api.url, tmp_path)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-20000:]

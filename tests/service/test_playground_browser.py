@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.servers import Process, Server
 from service.store import ModelStore
-from tests.service.helpers import ATNL, ApiProcess
 from tests.service.images import png_of
 
 pytestmark = pytest.mark.e2e
@@ -77,19 +76,13 @@ def server(redis_url: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempP
         "ATNL_MODEL_STORE": str(store),
         "ATNL_PROGRESS_INTERVAL_SECONDS": "0.3",
     }
-    api = ApiProcess(tmp, env)
-    with open(tmp / "worker.log", "w") as log:
-        worker = subprocess.Popen([ATNL, "worker"], env=api.env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    api, worker = Server.serve(env, tmp), Process.worker(env, tmp)
     try:
+        worker.start()
         yield api.start().url
     finally:
         api.stop()
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        worker.stop()
 
 
 def open_page(browser, base: str, **context_args):
