@@ -1,14 +1,19 @@
-"""Hypothesis on the image decoding path (service/imaging.py): random bytes, real images of every
-mode, size and format, then truncated, bit-flipped or with a forged header. Whatever comes in,
-``load_image`` gives a (28, 28) array in [0, 1] or raises BadImage / PayloadTooLarge: never
-another exception, and within a bounded time."""
+"""Image decoding (service/imaging.py), in process: real photos preprocessed into MNIST digits, a
+big PNG decoded in bounded memory, and Hypothesis on the decoding path: random bytes, real images
+of every mode, size and format, then truncated, bit-flipped or with a forged header. Whatever comes
+in, ``load_image`` gives a (28, 28) array in [0, 1] or raises BadImage / PayloadTooLarge: never
+another exception, and within a bounded time (docs/API.md §3, §4)."""
 
 from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +23,9 @@ from PIL import Image
 
 from service.errors import BadImage, PayloadTooLarge
 from service.imaging import DecodeLimits, decoded_bytes, load_image
+from tests.service.images import big_digit_png, photo_jpeg_of
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LIMITS = DecodeLimits(max_pixels=4_000_000, max_decoded_bytes=32 * 1024 * 1024)
 """Tighter than the defaults, so forged headers cross them often."""
@@ -166,3 +174,36 @@ def test_forged_jpeg_headers(data: bytes) -> None:
 def test_magic_numbers_alone(prefix: bytes) -> None:
     for tail in (b"", b"\0" * 16, b"\xff" * 64):
         check(prefix + tail)
+
+
+def test_photo_preprocessing_recovers_the_mnist_digit(digits) -> None:
+    for k in range(10):
+        x = digits[k][1]
+        y = load_image(photo_jpeg_of(x, seed=k), 28, preprocess=True, limits=DecodeLimits(10**8, 2**30))
+        assert y.shape == (28, 28) and y.min() >= 0 and y.max() <= 1
+        assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.8, k
+
+
+def test_a_big_png_is_decoded_in_bounded_memory(tmp_path, digits) -> None:
+    """A 5000x5000 RGBA PNG (100 MB decoded) once took > 1 GB as float arrays at full size."""
+    path = tmp_path / "big.png"
+    path.write_bytes(big_digit_png(digits[5][0], 5000))
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from pathlib import Path
+        from benchmarks.servers import memory_mb
+        from service.imaging import DecodeLimits, load_image
+
+        # VmHWM: this process's peak RSS (ru_maxrss would carry pytest's over the exec)
+        base = memory_mb(os.getpid(), "VmHWM")
+        start = time.perf_counter()
+        x = load_image(Path({str(path)!r}).read_bytes(), 28, True, DecodeLimits(40_000_000, 2**30))
+        print(x.shape, x.max(), time.perf_counter() - start, memory_mb(os.getpid(), "VmHWM") - base)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
+    shape, peak_mb = out.stdout.split(")")[0], float(out.stdout.split()[-1])
+    print("5000x5000 RGBA PNG:", out.stdout.strip())
+    assert shape == "(28, 28"
+    assert peak_mb < 350, f"decoding took {peak_mb:.0f} MB above the interpreter's baseline"

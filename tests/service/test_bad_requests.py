@@ -1,34 +1,37 @@
-"""Bad input answers 4xx application/problem+json and changes nothing; auth; Redis down."""
+"""Bad requests against the app in process (docs/API.md §3, §4): each answer is a 4xx
+application/problem+json that names the field at fault, and nothing stored changes. Bad and
+hostile images, options, labels, latents, seeds and training configs; images over their pixel
+and decoded-size caps, refused from the header; the token; Redis down; an unhandled error."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
+from httpx import ASGITransport, AsyncClient
 from PIL import Image
 from pydantic import SecretStr
 
-from tests.service.helpers import client_for
-from tests.service.images import png_of
+from benchmarks.servers import free_port
+from tests.service.helpers import PROBLEM, assert_problem, client_for
+from tests.service.images import big_digit_png, mpo_of, png_declaring, png_of
 
 pytestmark = pytest.mark.anyio
-PROBLEM = "application/problem+json"
 
 
-def assert_problem(r, status: int, words: str = "") -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == PROBLEM
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    assert words.lower() in body["detail"].lower()
-    return body
+def one_file(data: bytes, name: str = "x.png", media: str = "image/png") -> list:
+    return [("files", (name, data, media))]
 
 
 def gif_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (28, 28)).save(buf, format="GIF")
     return buf.getvalue()
+
+
+# --- images -----------------------------------------------------------------------------------------
 
 
 async def test_bad_images(client, digits) -> None:
@@ -43,6 +46,40 @@ async def test_bad_images(client, digits) -> None:
         r = await client.post("/v1/encode", files=[("files", ("ok.png", ok, "image/png")), ("files", (name, data, "image/png"))])
         assert_problem(r, 422, words)
     assert_problem(await client.post("/v1/encode", files=[("other", ("a.png", ok, "image/png"))]), 422, "files")
+
+
+async def test_images_over_max_pixels_are_413_from_their_header(client, settings, redis_conn) -> None:
+    for side in (20000, 10000, 7000):  # above Pillow's error, above its warning, above ATNL_MAX_PIXELS only
+        body = assert_problem(await client.post("/v1/encode", files=one_file(png_declaring(side, side))), 413, "ATNL_MAX_PIXELS")
+        assert body["field"] == "files[0]"
+    photo = io.BytesIO()
+    Image.new("RGB", (800, 800), "white").save(photo, format="JPEG")
+    async for roomy in client_for(settings.model_copy(update={"max_pixels": 500 * 500})):
+        r = await roomy.post("/v1/encode", files=one_file(photo.getvalue(), "big.jpg", "image/jpeg"))
+        assert_problem(r, 413, "ATNL_MAX_PIXELS")
+
+
+async def test_decoded_size_and_request_budget_are_checked_before_decoding(settings, digits, redis_conn) -> None:
+    big = big_digit_png(digits[3][0], 6300)  # ~0.2 MB on the wire, 159 MB as RGBA
+    assert len(big) < 400_000
+    async for client in client_for(settings):
+        body = assert_problem(await client.post("/v1/encode", files=one_file(big)), 413, "ATNL_MAX_DECODED_BYTES", "files[0]")
+        assert body["field"] == "files[0]"
+    grey = big_digit_png(digits[3][0], 2000, mode="L")  # 4 MB decoded each
+    tight = settings.model_copy(update={"max_request_decoded_bytes": 6_000_000})
+    async for client in client_for(tight):
+        assert (await client.post("/v1/encode", files=one_file(grey))).status_code == 200
+        r = await client.post("/v1/encode", files=one_file(grey) + one_file(grey))
+        assert_problem(r, 413, "ATNL_MAX_REQUEST_DECODED_BYTES")
+
+
+async def test_multi_picture_jpeg_from_a_phone_is_accepted(client, digits) -> None:
+    r = await client.post("/v1/encode", files=one_file(mpo_of(digits[7][0]), "phone.jpg", "image/jpeg"))
+    assert r.status_code == 200, r.text
+    assert np.isclose(np.linalg.norm(r.json()["latents"][0]), 1.0, atol=1e-5)
+
+
+# --- options, labels, latents ---------------------------------------------------------------------
 
 
 async def test_bad_options(client, digits) -> None:
@@ -78,33 +115,37 @@ async def test_bad_options(client, digits) -> None:
     assert_problem(await client.get("/v1/nothing-here"), 404)
 
 
-async def test_limits(settings, digits, redis_conn) -> None:
-    tight = settings.model_copy(
-        update={"max_upload_bytes": 300, "max_files": 2, "max_pixels": 500 * 500, "max_request_bytes": 200_000}
-    )
-    photo = io.BytesIO()
-    Image.new("RGB", (800, 800), "white").save(photo, format="JPEG")
-    async for client in client_for(tight):
-        small = png_of(digits[4][0])
-        assert len(small) <= 300
-        assert_problem(
-            await client.post("/v1/encode", files=[("files", ("big.jpg", photo.getvalue(), "image/jpeg"))]),
-            413,
-            "ATNL_MAX_UPLOAD_BYTES",
-        )
-        three = [("files", (f"{k}.png", small, "image/png")) for k in range(3)]
-        assert_problem(await client.post("/v1/encode", files=three), 413, "ATNL_MAX_FILES")
-        huge = b"x" * 300_000
-        assert_problem(
-            await client.post("/v1/encode", files=[("files", ("h.png", huge, "image/png"))]), 413, "ATNL_MAX_REQUEST_BYTES"
-        )
-    roomy = settings.model_copy(update={"max_pixels": 500 * 500})
-    async for client in client_for(roomy):
-        assert_problem(
-            await client.post("/v1/encode", files=[("files", ("big.jpg", photo.getvalue(), "image/jpeg"))]),
-            413,
-            "ATNL_MAX_PIXELS",
-        )
+async def test_deeply_nested_labels_are_422_not_500(client, digits) -> None:
+    files = one_file(png_of(digits[0][0])) + one_file(png_of(digits[9][0]))
+    r = await client.post("/v1/hallucinate", files=files, data={"labels": "[" * 5000, "per_class": "1"})
+    assert assert_problem(r, 422, "labels")["field"] == "labels"
+    r = await client.post("/v1/hallucinate", files=files, data={"labels": '[["0"], {"a": 1}]', "per_class": "1"})
+    assert_problem(r, 422, "flat json array")
+    # 100,000 of them are refused by the per-field cap while the form streams in.
+    r = await client.post("/v1/hallucinate", files=files, data={"labels": "[" * 100_000, "per_class": "1"})
+    assert assert_problem(r, 413, "ATNL_MAX_FIELD_BYTES")["field"] == "labels"
+
+
+async def test_huge_finite_latents_are_422_not_nan_images(client) -> None:
+    for bad in ([1e30] * 8, [1e5] + [0.0] * 7, [float("nan")] * 8):
+        r = await client.post("/v1/decode", content=json.dumps({"latents": [bad]}), headers={"content-type": "application/json"})
+        assert assert_problem(r, 422, "latents")["field"] == "latents"
+    ok = await client.post("/v1/decode", json={"latents": [[3.0] * 8]})
+    assert ok.status_code == 200, ok.text
+
+
+async def test_seed_is_bounded(client, digits) -> None:
+    files = one_file(png_of(digits[0][0])) + one_file(png_of(digits[2][0]))
+    for seed in ("-1", str(2**32), str(10**30)):
+        r = await client.post("/v1/hallucinate", files=files, data={"labels": "0,2", "per_class": "1", "seed": seed})
+        assert_problem(r, 422, "seed")
+        r = await client.post(f"/v1/hallucinate?seed={seed}", files=files, data={"labels": "0,2", "per_class": "1"})
+        assert_problem(r, 422, "seed")
+    r = await client.post("/v1/hallucinate", files=files, data={"labels": "0,2", "per_class": "1", "seed": str(2**32 - 1)})
+    assert r.status_code == 200, r.text
+
+
+# --- training, models, jobs, the token, Redis ----------------------------------------------------------
 
 
 async def test_bad_training_requests_change_nothing(client, redis_conn) -> None:
@@ -146,8 +187,6 @@ async def test_token_guards_train_activate_and_delete_only(settings, digits, red
 
 
 async def test_redis_down_training_503_inference_works(settings, digits, redis_conn) -> None:
-    from benchmarks.servers import free_port
-
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "redis_timeout_seconds": 0.5})
     async for client in client_for(down):
         assert_problem(await client.post("/v1/train", json={"epochs": 1}), 503, "unreachable")
@@ -155,3 +194,17 @@ async def test_redis_down_training_503_inference_works(settings, digits, redis_c
         pair = {"start": ("a.png", png_of(digits[1][0]), "image/png"), "end": ("b.png", png_of(digits[4][0]), "image/png")}
         assert (await client.post("/v1/interpolate", files=pair)).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_unhandled_errors_are_counted_in_request_metrics(client) -> None:
+    app = client.app  # type: ignore[attr-defined]
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/test-only/broken", broken)
+    async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t") as raw:
+        r = await raw.get("/test-only/broken")
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
+    text = (await client.get("/metrics")).text
+    assert 'atnl_requests_total{method="GET",route="/test-only/broken",status="500"} 1.0' in text
