@@ -1,4 +1,4 @@
-"""The Markdown of ``atnl bench service``: issue 12's rows, its "done when" checks, the per-op
+"""The Markdown of ``atnl bench service``: its rows, the checks each run is held to, the per-op
 table of docs/API.md §8.2, the soak by request, and where the service's CPU goes."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from typing import Any
 from benchmarks.report import md_table
 
 SERVICE = "service"
-OFF = "service, batching off"
 BARE = ("bare FastAPI endpoint", "bare FastAPI endpoint, 1 torch thread")
 
 BEFORE: dict[str, Any] = {
@@ -26,7 +25,7 @@ BEFORE: dict[str, Any] = {
         "validation and JSON (pydantic, json)": 0.1,
     },
 }
-"""The service before issue 12 (commit cc857a0: no batching, 4 inference threads x torch's 2
+"""The service before batching (commit cc857a0: no batching, 4 inference threads x torch's 2
 threads, sync dependencies in the thread pool), served from a worktree on the same checkpoint
 and loaded by this bench's load generator on this machine (2 runs of rows 1-2, then one under
 py-spy, rows 1-2 together as ``--profile`` records them)."""
@@ -80,7 +79,7 @@ def headline(record: dict[str, Any]) -> str:
 
 
 def checks(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 12's "done when", each measured in this run."""
+    """The checks the service is held to, each measured in this run."""
     servers, ceiling = record["servers"], record["in_process"]
     service = servers[SERVICE]
     efficiency = ceiling["encode64"]["cpu_ms_per_image"] / service["encode64"]["cpu_ms_per_image"]
@@ -178,8 +177,8 @@ def render(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     )
     done = [[c["criterion"], c["measured"], "yes" if c["met"] else "**no**"] for c in result]
     body = [
-        intro, "", "## Issue 12's rows", "", headline(record), "",
-        "## Done when (issue 12)", "", md_table(["criterion", "measured", "met"], done),
+        intro, "", "## Rows", "", headline(record), "",
+        "## Checks", "", md_table(["criterion", "measured", "met"], done),
         "", f"## Per op ({cfg['op_requests']} requests, {cfg['concurrency']} concurrent clients; docs/API.md §8.2)", "",
         per_op(record), "",
         "## The soak, by request", "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `atnl bench service --device cuda` on a machine with an NVIDIA GPU (issue 12), with the CUDA
+# `atnl bench service --device cuda` on a machine with an NVIDIA GPU, with the CUDA
 # options each measured as a variant of rows 1-2: pinned memory off, bf16 and fp16 autocast,
 # torch.compile. Installs nothing from the network: it uses the first Python here whose torch
 # sees a GPU (PYTHON=..., else .venv/bin/python, else python3) and runs the repository's code

@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §5): bit-exact round trip, content hash, overwrite, atomic writes,
+"""Checkpoints (docs/API.md §6): bit-exact round trip, content hash, overwrite, atomic writes,
 and the load_checkpoint contract on a real trained checkpoint."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_update_meta_merges_atomically_and_keeps_the_hash_valid(tmp_path: Path, 
     assert load_checkpoint(out).meta["metrics"] == {"sps": 0.5}  # still verifies
 
 
-# --- the DESIGN §5 contract on a real trained checkpoint --------------------------------------------
+# --- the docs/API.md §6 contract on a real trained checkpoint ----------------------------------------
 
 
 def test_load_checkpoint_contract(tiny_checkpoint: Path, mnist_5k: ImageSet) -> None:

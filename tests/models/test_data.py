@@ -1,4 +1,4 @@
-"""Data sets of DESIGN §4: mnist-5k, mnist-idx:DIR, folder:DIR, pose-digits; seeded splits; bad specs."""
+"""Data sets of docs/API.md §7: mnist-5k, mnist-idx:DIR, folder:DIR, pose-digits; seeded splits; bad specs."""
 
 from __future__ import annotations
 

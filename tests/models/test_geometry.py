@@ -1,4 +1,4 @@
-"""Geometry of the unit sphere: normalize, slerp (DESIGN §3 edge cases), lerp, interpolate."""
+"""Geometry of the unit sphere: normalize, slerp (its edge cases, as models/geometry.py states them), lerp, interpolate."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_slerp_endpoints_unit_norm_and_constant_speed(pair: tuple[torch.Tensor, 
     assert path.shape == (steps, z1.shape[0])
     assert_unit(path)
     torch.testing.assert_close(path[0], z1, atol=1e-9, rtol=0)
-    # In the antipodal band the chosen great circle ends within EPS_ANTIPODAL of z2 (DESIGN §3).
+    # In the antipodal band the chosen great circle ends within EPS_ANTIPODAL of z2 (models.geometry.slerp).
     end_tol = 3 * EPS_ANTIPODAL if omega > math.pi - EPS_ANTIPODAL else 1e-9
     torch.testing.assert_close(path[-1], z2, atol=end_tol, rtol=0)
     assert_constant_speed(path, omega, atol=1e-6)

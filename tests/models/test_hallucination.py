@@ -1,4 +1,5 @@
-"""Hallucination (DESIGN §3): shapes, labels, sources, ω ranges, quotas, strategies, seeds, errors."""
+"""Hallucination (docs/METHOD.md, Hallucination): shapes, labels, sources, ω ranges, quotas, strategies,
+seeds, errors."""
 
 from __future__ import annotations
 

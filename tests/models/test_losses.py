@@ -26,7 +26,7 @@ def random_batch(b: int, d: int, num_labels: int, seed: int) -> tuple[torch.Tens
 def slow_atnl(
     z: torch.Tensor, labels: torch.Tensor, margin: float, schedule: str, mining: str, max_positive_gap: int | None
 ) -> tuple[torch.Tensor, int]:
-    """DESIGN §3 written out: a Python loop over every ordered triplet (a, p, n) of distinct items."""
+    """The objective (docs/METHOD.md) written out: a Python loop over every ordered triplet (a, p, n) of distinct items."""
     y = labels.tolist()
     terms = []
     for a, p, n in itertools.permutations(range(len(y)), 3):

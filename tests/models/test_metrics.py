@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §6 and issue 9 on hand-made inputs: the path rule of SPS, seeded pair sampling,
+"""Metrics (docs/METHOD.md, Metrics; docs/API.md §8.1) on hand-made inputs: the path rule of SPS, seeded pair sampling,
 latent accuracy, reconstruction identity, within-label diversity, the Fréchet distance, and the
 quality of a tiny model's hallucinations."""
 

@@ -1,4 +1,4 @@
-"""The OpenAPI document tells the truth (issue 15): it validates against OpenAPI 3.1, every error
+"""The OpenAPI document tells the truth (docs/API.md): it validates against OpenAPI 3.1, every error
 is the one problem+json schema, bounds are this deployment's, 405s carry Allow, HEAD and OPTIONS
 work, and docs/API.md agrees with it (endpoints, statuses, fields), with the settings, the error
 kinds and the metric names. schemathesis against a real server: test_openapi_schemathesis.py."""
