@@ -1,4 +1,5 @@
-"""`atnl bench quality|fewshot --quick` run end to end and write their reports (figures not asserted)."""
+"""`atnl bench quality|fewshot|labels --quick` run end to end and write their reports (figures not
+asserted). Each trains models for a minute or more: marked e2e, so `make test-fast` leaves them out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typer.testing import CliRunner
 
 from models.hallucination import DEFAULT_STRATEGY
 from service.cli.app import app
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("bench", ["quality", "fewshot"])

@@ -1,10 +1,15 @@
-"""The first start (service/bootstrap.py): an empty store gets the default model, trained once."""
+"""The first start (service/bootstrap.py): an empty store gets the default model, trained once
+(an epoch of the default architecture: marked e2e, so `make test-fast` leaves it out)."""
 
 from __future__ import annotations
 
 import functools
 
+import pytest
+
 from service.store import ModelStore
+
+pytestmark = pytest.mark.e2e
 
 
 def test_bootstrap_trains_the_default_model_once(tmp_path, monkeypatch, store_dir) -> None:
