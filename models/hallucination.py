@@ -176,17 +176,17 @@ def _pick(pool: torch.Tensor, g: torch.Generator) -> int:
     return int(pool[int(torch.randint(len(pool), (), generator=g))])
 
 
-JobKind = Literal["same", "ordinal", "restyle"]
+DrawKind = Literal["same", "ordinal", "restyle"]
 
 
-class Job(NamedTuple):
+class Draw(NamedTuple):
     """One image to make: from sources i and j at ω, labelled ``label``."""
 
     i: int
     j: int
     omega: float
     label: int
-    kind: JobKind = "same"
+    kind: DrawKind = "same"
     """``restyle``: i's order angle with its style moved towards j's; else a path from i to j."""
 
     @property
@@ -205,36 +205,36 @@ class Pools(NamedTuple):
         return cls([(labels == k).nonzero().squeeze(1) for k in range(num_labels)], torch.arange(len(labels)))
 
 
-def restyle_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+def restyle_draw(k: int, pools: Pools, g: torch.Generator) -> Draw:
     """A label-k example restyled towards any other example."""
     i = _pick(pools.by_label[k], g)
     donors = pools.everyone[pools.everyone != i]
-    return Job(i, _pick(donors, g) if len(donors) else i, _uniform(RESTYLE_OMEGA, g), k, "restyle")
+    return Draw(i, _pick(donors, g) if len(donors) else i, _uniform(RESTYLE_OMEGA, g), k, "restyle")
 
 
-def ordinal_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+def ordinal_draw(k: int, pools: Pools, g: torch.Generator) -> Draw:
     """The middle of a path from a label k-1 example to a label k+1 one."""
     i, j = _pick(pools.by_label[k - 1], g), _pick(pools.by_label[k + 1], g)
-    return Job(i, j, _uniform(ORDINAL_OMEGA, g), k, "ordinal")
+    return Draw(i, j, _uniform(ORDINAL_OMEGA, g), k, "ordinal")
 
 
-def same_job(k: int, pools: Pools, g: torch.Generator) -> Job:
+def same_draw(k: int, pools: Pools, g: torch.Generator) -> Draw:
     """A point on a path between two label-k examples (one, if there is only one)."""
     i = _pick(pools.by_label[k], g)
     others = pools.by_label[k][pools.by_label[k] != i]
-    return Job(i, _pick(others, g) if len(others) else i, _uniform(SAME_OMEGA, g), k, "same")
+    return Draw(i, _pick(others, g) if len(others) else i, _uniform(SAME_OMEGA, g), k, "same")
 
 
-JOB_MAKERS = {"restyle": restyle_job, "ordinal": ordinal_job, "same": same_job}
-"""Each kind of job, drawn afresh: the self-check redraws a misread image with its job's kind."""
+DRAW_MAKERS = {"restyle": restyle_draw, "ordinal": ordinal_draw, "same": same_draw}
+"""Each kind of draw, drawn afresh: the self-check redraws a misread image with its draw's kind."""
 
 
-def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[Job]:
-    """The jobs that make ``counts[k]`` images of each label k."""
+def plan_draws(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str, g: torch.Generator) -> list[Draw]:
+    """The draws that make ``counts[k]`` images of each label k."""
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy[:64]!r}", field="strategy")
     pools = Pools.of(labels, num_labels)
-    out: list[Job] = []
+    out: list[Draw] = []
     for k, count in enumerate(counts):
         ordinal_ok = 0 < k < num_labels - 1 and len(pools.by_label[k - 1]) > 0 and len(pools.by_label[k + 1]) > 0
         same_ok = len(pools.by_label[k]) > 0
@@ -248,9 +248,9 @@ def plan(labels: torch.Tensor, num_labels: int, counts: list[int], strategy: str
             n_ord = 0
         if n_ord + n_restyle < count and not same_ok:
             raise InputError(f"label {k} has no examples and no examples on both sides to interpolate from", field="labels")
-        out += [restyle_job(k, pools, g) for _ in range(n_restyle)]
-        out += [ordinal_job(k, pools, g) for _ in range(n_ord)]
-        out += [same_job(k, pools, g) for _ in range(rest - n_ord)]
+        out += [restyle_draw(k, pools, g) for _ in range(n_restyle)]
+        out += [ordinal_draw(k, pools, g) for _ in range(n_ord)]
+        out += [same_draw(k, pools, g) for _ in range(rest - n_ord)]
     return out
 
 
@@ -262,15 +262,15 @@ def restyled(code_i: torch.Tensor, code_j: torch.Tensor, omega: float) -> torch.
     return torch.cat([code_i[None, :2], style], dim=1)
 
 
-def job_codes(codes: torch.Tensor, jobs: list[Job], spherical: bool) -> torch.Tensor:
-    """(len(jobs), d): the latent each job decodes, from the examples' (N, d) ``codes``."""
+def draw_codes(codes: torch.Tensor, draws: list[Draw], spherical: bool) -> torch.Tensor:
+    """(len(draws), d): the latent each draw decodes, from the examples' (N, d) ``codes``."""
     method = default_method(spherical)
     return torch.cat(
         [
             restyled(codes[j.i], codes[j.j], j.omega)
             if j.restyle
             else latent_path(codes[j.i], codes[j.j], [j.omega], method, spherical)
-            for j in jobs
+            for j in draws
         ]
     )
 
@@ -322,7 +322,7 @@ def disagreements_of(model: SemanticAutoencoder, images: torch.Tensor, labels: t
 def redraw_doubtful(
     model: SemanticAutoencoder,
     codes: torch.Tensor,
-    jobs: list[Job],
+    draws: list[Draw],
     made: torch.Tensor,
     read: torch.Tensor,
     score: torch.Tensor,
@@ -331,21 +331,21 @@ def redraw_doubtful(
 ) -> int:
     """The self-check's redraws, in place: each image whose ``score`` (the reading's probability of
     its label) is below CHECK_CONFIDENCE is drawn again, up to CHECK_ROUNDS times and CHECK_BUDGET
-    redraws an image in all, and its slot (``jobs``, ``made``, ``read``, ``score``) keeps the
+    redraws an image in all, and its slot (``draws``, ``made``, ``read``, ``score``) keeps the
     best-read draw. Returns how many were swapped."""
-    replaced, budget = 0, min(CHECK_BUDGET * len(jobs), CHECK_MAX_REDRAWS)
+    replaced, budget = 0, min(CHECK_BUDGET * len(draws), CHECK_MAX_REDRAWS)
     for _ in range(CHECK_ROUNDS):
         doubtful = (score < CHECK_CONFIDENCE).nonzero().squeeze(1).tolist()[:budget]
         if not doubtful:
             break
         budget -= len(doubtful)
-        tries = [JOB_MAKERS[jobs[m].kind](jobs[m].label, pools, g) for m in doubtful]
-        tried = model.decode(job_codes(codes, tries, model.cfg.spherical))
+        tries = [DRAW_MAKERS[draws[m].kind](draws[m].label, pools, g) for m in doubtful]
+        tried = model.decode(draw_codes(codes, tries, model.cfg.spherical))
         tried_read, tried_probs = check_labels(model, tried)
         tried_score = tried_probs.gather(1, torch.tensor([j.label for j in tries])[:, None]).squeeze(1)
         for t, m in enumerate(doubtful):
             if tried_score[t] > score[m]:
-                jobs[m], made[m], read[m], score[m] = tries[t], tried[t], tried_read[t], tried_score[t]
+                draws[m], made[m], read[m], score[m] = tries[t], tried[t], tried_read[t], tried_score[t]
                 replaced += 1
     return replaced
 
@@ -370,7 +370,7 @@ def hallucinate(
     label are listed (``disagreements``). The model then reads every image made
     (``check_labels``: its order head and label reader). With ``filter="model"`` an image
     it reads as its label with probability below CHECK_CONFIDENCE is drawn again (the same
-    kind of job, fresh sources and ω) up to CHECK_ROUNDS times, and the slot keeps the
+    kind of draw, fresh sources and ω) up to CHECK_ROUNDS times, and the slot keeps the
     best-read of its draws (``replaced`` counts the swaps); a slot whose best is still
     read as another label is left out (``dropped``). With ``filter="none"`` every image
     is kept and its ``read`` says what the model sees.
@@ -383,22 +383,22 @@ def hallucinate(
     counts = [0] * num_labels
     for k, count in zip(makeable, quotas(len(makeable), per_class, n), strict=True):
         counts[k] = count
-    jobs = plan(labels, num_labels, counts, strategy, g)
+    draws = plan_draws(labels, num_labels, counts, strategy, g)
     codes = model.code(images)  # (N, d)
     spherical = model.cfg.spherical
     if not model.has_order_circle:
-        decoded = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]
-        samples = [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, jobs, strict=True)]
+        decoded = model.decode(draw_codes(codes, draws, spherical)) if draws else images[:0]
+        samples = [HallucinatedSample(img, j.label, (j.i, j.j), j.omega) for img, j in zip(decoded, draws, strict=True)]
         return HallucinationResult(samples, [], checked=False)
     disagreements = disagreements_of(model, images, labels)
     codes = place_in_sectors(codes, labels, model.cfg.num_labels, model.cfg.circle_span)
-    made = model.decode(job_codes(codes, jobs, spherical)) if jobs else images[:0]  # (M, C, H, W)
+    made = model.decode(draw_codes(codes, draws, spherical)) if draws else images[:0]  # (M, C, H, W)
     read, probs = check_labels(model, made)  # (M,), (M, K)
-    wanted = torch.tensor([j.label for j in jobs], dtype=torch.long)
+    wanted = torch.tensor([j.label for j in draws], dtype=torch.long)
     score = probs.gather(1, wanted[:, None]).squeeze(1)  # (M,) the reading's probability of the label wanted
     replaced = 0
     if filter == "model":
-        replaced = redraw_doubtful(model, codes, jobs, made, read, score, Pools.of(labels, num_labels), g)
-    keep = [m for m in range(len(jobs)) if filter == "none" or read[m] == wanted[m]]
-    samples = [HallucinatedSample(made[m], jobs[m].label, (jobs[m].i, jobs[m].j), jobs[m].omega, int(read[m])) for m in keep]
-    return HallucinationResult(samples, disagreements, checked=True, replaced=replaced, dropped=len(jobs) - len(keep))
+        replaced = redraw_doubtful(model, codes, draws, made, read, score, Pools.of(labels, num_labels), g)
+    keep = [m for m in range(len(draws)) if filter == "none" or read[m] == wanted[m]]
+    samples = [HallucinatedSample(made[m], draws[m].label, (draws[m].i, draws[m].j), draws[m].omega, int(read[m])) for m in keep]
+    return HallucinationResult(samples, disagreements, checked=True, replaced=replaced, dropped=len(draws) - len(keep))

@@ -1,4 +1,4 @@
-"""Metrics of docs/API.md §8.1 and issue 9: latent accuracy (linear probe, 5-NN cosine),
+"""Metrics of docs/API.md §8.1 and docs/METHOD.md: latent accuracy (linear probe, 5-NN cosine),
 reconstruction (BCE and identity), the semantic path score (SPS) judged by an
 independent CNN, and the quality of hallucinations (judge agreement, diversity,
 Fréchet distance on the judge's features)."""

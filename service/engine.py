@@ -32,7 +32,6 @@ model finish on it while new ones queue on the new one; no batch mixes models.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -44,7 +43,6 @@ import numpy as np
 
 from models import CheckpointError
 from models.geometry import Method
-from models.hallucination import quotas
 from service import imaging, metrics
 from service.batching import Batcher, BatchFn, BatchPolicy
 from service.bounds import HALLUCINATE_N, STEPS
@@ -214,13 +212,12 @@ class Engine:
 
     async def hallucinate(self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan) -> Hallucination:
         lm = self.current  # once: labels are checked against, and images encoded by, this model
-        total = sum(quotas(len(lm.label_names), plan.per_class, plan.n))
+        total = plan.most_images(len(lm.label_names))
         if total > HALLUCINATE_N.highest(self.settings):
             raise InvalidInput(
                 f"asks for {total} images; allowed {HALLUCINATE_N.minimum}..{HALLUCINATE_N.highest(self.settings)} "
                 f"({HALLUCINATE_N.env})",
                 field="n" if plan.n is not None else "per_class",
             )
-        plan = dataclasses.replace(plan, total=total)
         async with cancel_on_disconnect():
             return await self.run(lm.hallucinate, uploads, labels, plan, self.limits, op="hallucinate")

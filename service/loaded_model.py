@@ -112,8 +112,11 @@ class HallucinationPlan:
     fmt: BatchFormat
     filter: Filter = "model"
     """``model``: images the model reads as another label are redrawn or left out; ``none``: kept, flagged."""
-    total: int = 0
-    """Images it will make at most (set by ``Engine.hallucinate`` once the model is known)."""
+
+    def most_images(self, num_labels: int) -> int:
+        """Images it makes at most with a model of ``num_labels`` labels (models.hallucination.quotas
+        checks that exactly one of ``n`` and ``per_class`` is given)."""
+        return self.n if self.n is not None else (self.per_class or 0) * num_labels
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,7 @@ class LoadedModel:
         label_idx = parse_labels(labels, self.label_names, len(uploads.blobs))
         images = self.images(uploads, plan.preprocess, limits)
         strategy = plan.strategy or default_strategy(self.model)
-        metrics.BATCH_SIZE.labels("hallucinate").observe(plan.total)
+        metrics.BATCH_SIZE.labels("hallucinate").observe(plan.most_images(len(self.label_names)))
         made, pixels = self.runner.hallucinate(
             images, label_idx, len(self.label_names), plan.per_class, plan.n, strategy, plan.seed, plan.filter
         )

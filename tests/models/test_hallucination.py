@@ -11,7 +11,7 @@ import torch
 
 from models.data import ImageSet
 from models.geometry import lerp, normalize, slerp
-from models.hallucination import ORDINAL_OMEGA, RESTYLE_OMEGA, SAME_OMEGA, HallucinatedSample, hallucinate, plan, quotas
+from models.hallucination import ORDINAL_OMEGA, RESTYLE_OMEGA, SAME_OMEGA, HallucinatedSample, hallucinate, plan_draws, quotas
 from models.networks import SemanticAutoencoder
 from models.order_circle import sector_centres
 
@@ -106,9 +106,9 @@ def test_restyle_keeps_the_label_example_s_order_angle_and_takes_a_donor_s_style
 
 
 def test_mixed_takes_a_third_from_restyle_and_the_rest_as_both(few_shot: ImageSet) -> None:
-    jobs = plan(few_shot.labels, 10, [6] * 10, "mixed", torch.Generator().manual_seed(0))
+    draws = plan_draws(few_shot.labels, 10, [6] * 10, "mixed", torch.Generator().manual_seed(0))
     kinds = {k: Counter("restyle" if j.restyle else "ordinal" if j.i != j.j and few_shot.labels[j.i] != k else "same"
-                        for j in jobs if j.label == k) for k in range(10)}  # fmt: skip
+                        for j in draws if j.label == k) for k in range(10)}  # fmt: skip
     for k in (1, 2, 3, 7, 8):
         assert kinds[k] == {"restyle": 2, "ordinal": 2, "same": 2}
     assert kinds[0] == kinds[4] == {"restyle": 2, "same": 4}  # no ordinal neighbours on both sides
