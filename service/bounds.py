@@ -1,6 +1,6 @@
 """Request values whose upper bound is a deployment setting, each declared once.
 
-A ``Bound`` names its least value and the ``Settings`` attribute holding its greatest (and,
+A ``Bound`` names its least value and the ``service.settings.Settings`` attribute holding its greatest (and,
 for ``steps``, the one holding its default). Validation (``Bound.check``), the start-up check
 of the training defaults (``Settings.check_training_defaults``) and the OpenAPI document
 (``service.openapi``) all read these declarations, so a bound changes in one place.
@@ -9,12 +9,11 @@ of the training defaults (``Settings.check_training_defaults``) and the OpenAPI 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic_settings import BaseSettings
 
 from service.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from service.settings import Settings
 
 
 def env_name(attr: str) -> str:
@@ -38,17 +37,17 @@ class Bound:
     def default_env(self) -> str | None:
         return None if self.default is None else env_name(self.default)
 
-    def highest(self, settings: Settings) -> int:
+    def highest(self, settings: BaseSettings) -> int:
         return int(getattr(settings, self.maximum))
 
-    def check(self, name: str, value: int, settings: Settings) -> None:
+    def check(self, name: str, value: int, settings: BaseSettings) -> None:
         """InvalidInput naming ``name`` when ``value`` is outside [minimum, the setting]."""
         if not self.minimum <= value <= self.highest(settings):
             raise InvalidInput(
                 f"{name} must be between {self.minimum} and {self.highest(settings)} ({self.env}), got {value}", field=name
             )
 
-    def schema(self, settings: Settings) -> dict[str, Any]:
+    def schema(self, settings: BaseSettings) -> dict[str, Any]:
         """The JSON-schema keywords of this bound in this deployment."""
         keywords: dict[str, Any] = {"minimum": self.minimum, "maximum": self.highest(settings)}
         if self.default is not None:
