@@ -156,7 +156,7 @@ class InProcess:
 
         self.bodies = bodies
         lm = LoadedModel("bench", load_runner(checkpoint, torch.device(device), RunnerOptions()))
-        limits = imaging.RequestLimits(imaging.DecodeLimits(10**8, 2**32), 2**40, 120)  # no limits in the way
+        limits = imaging.ImagePolicy(imaging.ImageCaps(10**8, 2**32), 2**40, 120)  # no limits in the way
 
         def uploads(pngs: list[bytes], names: list[str] | None = None) -> Uploads:
             return Uploads(pngs, names or [f"files[{k}]" for k in range(len(pngs))])
@@ -187,11 +187,11 @@ class InProcess:
 
 
 def multipart_cost(bodies: Bodies, n: int) -> dict[str, float]:
-    """CPU time of parsing row 1's body alone, in process: the streaming tally of BodyLimits
-    (service.limits) and Starlette's form parser with the reads of every file, ms an image."""
+    """CPU time of parsing row 1's body alone, in process: the streaming tally of BodyCaps
+    (service.body_caps) and Starlette's form parser with the reads of every file, ms an image."""
     from starlette.requests import Request
 
-    from service.limits import MultipartTally
+    from service.body_caps import MultipartTally
     from service.settings import Settings
 
     request = prepare("encode64", 0, "/v1/encode", files=bodies.files(BIG_IMAGES), data={"preprocess": "none"})

@@ -96,7 +96,7 @@ def checks(record: dict[str, Any]) -> list[dict[str, Any]]:
         {"criterion": "encode 64 x 8: server CPU per image <= 1.1x in process (efficiency >= 0.9)",
          "measured": f"efficiency {efficiency:.2f}; multipart parsing alone costs {parse_share:.0%} of the in-process "
                      f"figure ({multipart['tally_ms_per_image']:.3f} + {multipart['form_ms_per_image']:.3f} ms an image: "
-                     "BodyLimits' tally, Starlette's form parser)",
+                     "BodyCaps' tally, Starlette's form parser)",
          "met": efficiency >= 0.9},
         {"criterion": "encode 1 x 32: >= 1.2x the faster bare endpoint's req/s",
          "measured": f"{small['rps']:.0f} / {bare:.0f} = {small['rps'] / bare:.2f}x", "met": small["rps"] >= 1.2 * bare},

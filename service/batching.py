@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
-from service import metrics
+from service import prometheus
 from service.errors import QueueFull
 
 BatchFn = Callable[[list[Any]], Sequence[Any]]
@@ -98,7 +98,7 @@ class Batcher:
         waiting = Waiting(payload, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         self.queued_images += n
-        metrics.BATCH_QUEUED.labels(self.op).inc(n)
+        prometheus.BATCH_QUEUED.labels(self.op).inc(n)
         self._wake.set()
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain(), name=f"atnl-batch-{self.op}")
@@ -107,7 +107,7 @@ class Batcher:
     def _pop(self) -> Waiting:
         waiting = self._queue.popleft()
         self.queued_images -= len(waiting.payload)
-        metrics.BATCH_QUEUED.labels(self.op).dec(len(waiting.payload))
+        prometheus.BATCH_QUEUED.labels(self.op).dec(len(waiting.payload))
         return waiting
 
     async def _gather(self) -> list[Waiting]:
@@ -146,7 +146,7 @@ class Batcher:
                     waiting.future.cancel()
 
     async def _run(self, batch: list[Waiting]) -> None:
-        metrics.BATCH_IMAGES.labels(self.op).observe(sum(len(w.payload) for w in batch))
+        prometheus.BATCH_IMAGES.labels(self.op).observe(sum(len(w.payload) for w in batch))
         try:
             results = await self.run_in_thread(self.batch_fn, [w.payload for w in batch])
         except Exception as e:  # the whole batch failed: every request in it hears why

@@ -43,7 +43,7 @@ import numpy as np
 
 from models import CheckpointError
 from models.geometry import Method
-from service import imaging, metrics
+from service import imaging, prometheus
 from service.batching import Batcher, BatchFn, BatchPolicy
 from service.bounds import HALLUCINATE_N, STEPS
 from service.disconnect import cancel_on_disconnect
@@ -87,8 +87,8 @@ class Engine:
         self._limiter = anyio.CapacityLimiter(settings.inference_threads)
         self._device: torch.device | None = None
         s = settings
-        self.limits = imaging.RequestLimits(
-            imaging.DecodeLimits(s.max_pixels, s.max_decoded_bytes), s.max_request_decoded_bytes, s.gif_frame_ms
+        self.image_policy = imaging.ImagePolicy(
+            imaging.ImageCaps(s.max_pixels, s.max_decoded_bytes), s.max_request_decoded_bytes, s.gif_frame_ms
         )
         self.batch_policy = BatchPolicy(
             s.batch_max_images, s.batch_max_delay_ms / 1000.0, s.batch_max_queued_images, s.batch_retry_after_seconds
@@ -112,7 +112,7 @@ class Engine:
         start = time.perf_counter()
         result = await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
         if op is not None:
-            metrics.INFERENCE_SECONDS.labels(op).observe(time.perf_counter() - start)
+            prometheus.INFERENCE_SECONDS.labels(op).observe(time.perf_counter() - start)
         return result
 
     def _load(self, model_id: str) -> LoadedModel:
@@ -146,7 +146,7 @@ class Engine:
             if write_pointer:
                 self.store.set_active(model_id)
             previous, self._current = self._current, loaded
-            metrics.set_active_model(model_id, previous.id if previous else None)
+            prometheus.set_active_model(model_id, previous.id if previous else None)
             log.info("serving model %s%s", model_id, f" (was {previous.id})" if previous else "")
             return loaded
 
@@ -172,26 +172,26 @@ class Engine:
         batcher = lm.batchers[op]
         with batcher.arriving():
             payload = await self.run(prepare, *args)
-        metrics.BATCH_SIZE.labels(op).observe(len(payload))
+        prometheus.BATCH_SIZE.labels(op).observe(len(payload))
         return await batcher.submit(payload)
 
     async def encode(self, uploads: Uploads, preprocess: bool) -> Encoded:
         lm = self.current
         async with cancel_on_disconnect():
             if not self.settings.batch_enabled:
-                return await self.run(lm.encode, uploads, preprocess, self.limits, op="encode")
+                return await self.run(lm.encode, uploads, preprocess, self.image_policy, op="encode")
             if self._small(lm, uploads):  # header checks here; decoded in the batch's thread
-                metrics.BATCH_SIZE.labels("encode").observe(len(uploads.blobs))
-                latents = await lm.batchers["encode"].submit(Undecoded(uploads, preprocess, self.limits))
+                prometheus.BATCH_SIZE.labels("encode").observe(len(uploads.blobs))
+                latents = await lm.batchers["encode"].submit(Undecoded(uploads, preprocess, self.image_policy))
             else:
-                latents = await self._batched(lm, "encode", lm.images, uploads, preprocess, self.limits)
+                latents = await self._batched(lm, "encode", lm.images, uploads, preprocess, self.image_policy)
             return Encoded(lm.id, latents)
 
     def _small(self, lm: LoadedModel, uploads: Uploads) -> bool:
         """Uploads small enough to check on the event loop and decode in the batch's thread (SMALL_UPLOAD_BYTES)."""
         if sum(map(len, uploads.blobs)) > SMALL_UPLOAD_BYTES:
             return False
-        return lm.decoded_bytes(uploads, self.limits) <= SMALL_DECODED_BYTES
+        return lm.decoded_bytes(uploads, self.image_policy) <= SMALL_DECODED_BYTES
 
     async def decode(self, body: bytes) -> Decoded:
         """The raw JSON body is parsed in a thread: a 16 MB body must not block the event loop."""
@@ -208,7 +208,7 @@ class Engine:
         STEPS.check("steps", steps, self.settings)
         lm = self.current
         async with cancel_on_disconnect():
-            return await self.run(lm.interpolate, uploads, steps, method, preprocess, fmt, self.limits, op="interpolate")
+            return await self.run(lm.interpolate, uploads, steps, method, preprocess, fmt, self.image_policy, op="interpolate")
 
     async def hallucinate(self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan) -> Hallucination:
         lm = self.current  # once: labels are checked against, and images encoded by, this model
@@ -220,4 +220,4 @@ class Engine:
                 field="n" if plan.n is not None else "per_class",
             )
         async with cancel_on_disconnect():
-            return await self.run(lm.hallucinate, uploads, labels, plan, self.limits, op="hallucinate")
+            return await self.run(lm.hallucinate, uploads, labels, plan, self.image_policy, op="hallucinate")

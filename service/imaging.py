@@ -51,7 +51,7 @@ TRANSPOSE_FOR_ORIENTATION = {
 
 
 @dataclass(frozen=True)
-class DecodeLimits:
+class ImageCaps:
     """What one image may cost, checked from its header before decoding (see service.settings)."""
 
     max_pixels: int
@@ -61,10 +61,10 @@ class DecodeLimits:
 
 
 @dataclass(frozen=True)
-class RequestLimits:
+class ImagePolicy:
     """What one request's pictures may cost, in and out (see service.settings)."""
 
-    image: DecodeLimits
+    image: ImageCaps
     max_request_decoded_bytes: int
     """All of a request's images decoded together (ATNL_MAX_REQUEST_DECODED_BYTES)."""
     gif_frame_ms: int
@@ -105,13 +105,13 @@ def _open(data: bytes, field: str) -> Image.Image:
     return img
 
 
-def _plan(img: Image.Image, limits: DecodeLimits, field: str) -> int:
-    """Check the header against ``limits`` and set up reduced-scale JPEG decoding; returns the
+def _plan(img: Image.Image, caps: ImageCaps, field: str) -> int:
+    """Check the header against ``caps`` and set up reduced-scale JPEG decoding; returns the
     bytes decoding will take. Raises PayloadTooLarge before any pixel is decoded."""
     w, h = img.size
-    if w * h > limits.max_pixels:
+    if w * h > caps.max_pixels:
         raise PayloadTooLarge(
-            f"{field}: image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels} (ATNL_MAX_PIXELS)", field=field
+            f"{field}: image is {w}x{h} = {w * h} pixels; the limit is {caps.max_pixels} (ATNL_MAX_PIXELS)", field=field
         )
     if img.format in ("JPEG", "MPO") and max(w, h) > WORK_SIDE:
         # Decode at a reduced DCT scale (1/2, 1/4 or 1/8): far cheaper and smaller.
@@ -120,19 +120,19 @@ def _plan(img: Image.Image, limits: DecodeLimits, field: str) -> int:
     need = dw * dh * bytes_per_pixel(img.mode)
     if working_mode(img) != img.mode:
         need += dw * dh * bytes_per_pixel(working_mode(img))
-    if need > limits.max_decoded_bytes:
+    if need > caps.max_decoded_bytes:
         raise PayloadTooLarge(
             f"{field}: image would take {need} bytes decoded ({dw}x{dh} {img.mode}); "
-            f"the limit is {limits.max_decoded_bytes} (ATNL_MAX_DECODED_BYTES)",
+            f"the limit is {caps.max_decoded_bytes} (ATNL_MAX_DECODED_BYTES)",
             field=field,
         )
     return need
 
 
-def decoded_bytes(data: bytes, limits: DecodeLimits, field: str = "image") -> int:
+def decoded_bytes(data: bytes, caps: ImageCaps, field: str = "image") -> int:
     """Bytes ``data`` will take once decoded, from its header alone; BadImage or
     PayloadTooLarge for what ``open_image`` would refuse before decoding."""
-    return _plan(_open(data, field), limits, field)
+    return _plan(_open(data, field), caps, field)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -154,11 +154,11 @@ def _to_working_mode(img: Image.Image) -> Image.Image:
     return img.convert(mode)
 
 
-def open_image(data: bytes, limits: DecodeLimits, field: str = "image") -> Image.Image:
-    """Decode PNG or JPEG ``data`` within ``limits``, upright (EXIF orientation), in one of
+def open_image(data: bytes, caps: ImageCaps, field: str = "image") -> Image.Image:
+    """Decode PNG or JPEG ``data`` within ``caps``, upright (EXIF orientation), in one of
     KEPT_MODES, its longer side shrunk below 2 x WORK_SIDE right after decoding."""
     img = _open(data, field)
-    _plan(img, limits, field)
+    _plan(img, caps, field)
     orientation = _orientation(img)
     try:
         img.load()
@@ -238,12 +238,12 @@ def mnist_style(grey: np.ndarray, size: int = 28) -> np.ndarray:
     return canvas
 
 
-def load_image(data: bytes, size: int, preprocess: bool, limits: DecodeLimits, field: str = "image") -> np.ndarray:
+def load_image(data: bytes, size: int, preprocess: bool, caps: ImageCaps, field: str = "image") -> np.ndarray:
     """PNG/JPEG bytes -> (size, size) float32 in [0, 1], ink bright on dark.
 
     ``preprocess=False`` only converts to grey and resizes: for images already in
     the training distribution. Errors name ``field``."""
-    grey = to_grey(open_image(data, limits, field))
+    grey = to_grey(open_image(data, caps, field))
     if preprocess:
         try:
             return mnist_style(grey, size)

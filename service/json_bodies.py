@@ -3,7 +3,7 @@
 FastAPI parses a pydantic body parameter on the event loop; a few MB of latents
 would stall every other request meanwhile. Routes that take large JSON read the
 raw bytes (already capped at ATNL_MAX_JSON_BYTES while streaming, see
-service.limits) and parse them in a worker thread with ``parse_json_body``; small
+service.body_caps) and parse them in a worker thread with ``parse_json_body``; small
 ones (a training config, ``{}``) take the ``json_body`` dependency. Either way the
 route documents its body with ``json_request_body`` (FastAPI cannot see it).
 """

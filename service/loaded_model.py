@@ -19,7 +19,7 @@ import numpy as np
 from models.errors import InputError
 from models.geometry import Method
 from models.hallucination import Filter, HallucinationResult, Strategy, default_strategy
-from service import imaging, metrics
+from service import imaging, prometheus
 from service.batching import Batcher
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError
 from service.forms import parse_labels
@@ -48,13 +48,13 @@ class Undecoded:
 
     uploads: Uploads
     preprocess: bool
-    limits: imaging.RequestLimits
+    policy: imaging.ImagePolicy
 
     def __len__(self) -> int:
         return len(self.uploads.blobs)
 
     def decode(self, lm: LoadedModel) -> np.ndarray:
-        return lm.decode_images(self.uploads, self.preprocess, self.limits)
+        return lm.decode_images(self.uploads, self.preprocess, self.policy)
 
 
 def split_rows(rows: np.ndarray, parts: Sequence[Sized]) -> list[np.ndarray]:
@@ -149,30 +149,30 @@ class LoadedModel:
     def latent_dim(self) -> int:
         return self.model.cfg.latent_dim
 
-    def decoded_bytes(self, uploads: Uploads, limits: imaging.RequestLimits) -> int:
+    def decoded_bytes(self, uploads: Uploads, policy: imaging.ImagePolicy) -> int:
         """What the uploads take decoded, from their headers alone (pixels and bytes of each, and
         their sum, checked): a request over budget is refused before any image is decoded."""
         pairs = zip(uploads.blobs, uploads.fields, strict=True)
-        total = sum(imaging.decoded_bytes(blob, limits.image, name) for blob, name in pairs)
-        if total > limits.max_request_decoded_bytes:
+        total = sum(imaging.decoded_bytes(blob, policy.image, name) for blob, name in pairs)
+        if total > policy.max_request_decoded_bytes:
             raise PayloadTooLarge(
                 f"the images would take {total} bytes decoded together; the limit is "
-                f"{limits.max_request_decoded_bytes} (ATNL_MAX_REQUEST_DECODED_BYTES)",
+                f"{policy.max_request_decoded_bytes} (ATNL_MAX_REQUEST_DECODED_BYTES)",
                 field=uploads.fields[0].split("[")[0],
             )
         return total
 
-    def decode_images(self, uploads: Uploads, preprocess: bool, limits: imaging.RequestLimits) -> np.ndarray:
+    def decode_images(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> np.ndarray:
         """Uploads whose headers passed ``decoded_bytes`` -> (N, H, W) float32 in [0, 1] at this model's size."""
         out = np.empty((len(uploads.blobs), self.image_size, self.image_size), np.float32)  # (N, H, W)
         for k, (blob, name) in enumerate(zip(uploads.blobs, uploads.fields, strict=True)):
-            out[k] = imaging.load_image(blob, self.image_size, preprocess, limits.image, name)
+            out[k] = imaging.load_image(blob, self.image_size, preprocess, policy.image, name)
         return out
 
-    def images(self, uploads: Uploads, preprocess: bool, limits: imaging.RequestLimits) -> np.ndarray:
+    def images(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> np.ndarray:
         """Uploads -> (N, H, W) float32 in [0, 1] at this model's size, every header checked first."""
-        self.decoded_bytes(uploads, limits)
-        return self.decode_images(uploads, preprocess, limits)
+        self.decoded_bytes(uploads, policy)
+        return self.decode_images(uploads, preprocess, policy)
 
     def latents(self, body: bytes, max_latents: int, max_abs: float) -> np.ndarray:
         """A JSON body ``{"latents": [[...], ...]}`` -> (N, d) float32, checked.
@@ -224,43 +224,43 @@ class LoadedModel:
             return InvalidInput("these latents decode to non-finite pixels; send smaller values", field="latents")
         return [imaging.png_bytes(im) for im in images]
 
-    def encode(self, uploads: Uploads, preprocess: bool, limits: imaging.RequestLimits) -> Encoded:
+    def encode(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> Encoded:
         """The whole of an encode request in one call (batching off, and the in-process benchmark)."""
-        images = self.images(uploads, preprocess, limits)
-        metrics.BATCH_SIZE.labels("encode").observe(len(images))
+        images = self.images(uploads, preprocess, policy)
+        prometheus.BATCH_SIZE.labels("encode").observe(len(images))
         return Encoded(self.id, self.runner.encode(images))
 
     def decode(self, body: bytes, max_latents: int, max_abs: float) -> Decoded:
         """The whole of a decode request in one call: JSON latents -> one PNG per latent, decoded as given."""
         latents = self.latents(body, max_latents, max_abs)
-        metrics.BATCH_SIZE.labels("decode").observe(len(latents))
+        prometheus.BATCH_SIZE.labels("decode").observe(len(latents))
         pngs = self.pngs(self.runner.decode(latents))
         if isinstance(pngs, InvalidInput):
             raise pngs
         return Decoded(self.id, pngs)
 
     def interpolate(
-        self, uploads: Uploads, steps: int, method: Method, preprocess: bool, fmt: MorphFormat, limits: imaging.RequestLimits
+        self, uploads: Uploads, steps: int, method: Method, preprocess: bool, fmt: MorphFormat, policy: imaging.ImagePolicy
     ) -> Morph:
         """Two uploads (start, end) -> ``steps`` frames decoded along the path between their codes
         (``models.geometry.latent_path``), endpoints included."""
-        images = self.images(uploads, preprocess, limits)  # (2, H, W)
-        metrics.BATCH_SIZE.labels("interpolate").observe(steps)
+        images = self.images(uploads, preprocess, policy)  # (2, H, W)
+        prometheus.BATCH_SIZE.labels("interpolate").observe(steps)
         omegas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
         frames = self.runner.path(images, omegas, method)  # (steps, C, H, W)
         if fmt == "json":
             return Morph(self.id, method, omegas.tolist(), [imaging.png_bytes(f) for f in frames], None)
-        file = imaging.png_strip(list(frames)) if fmt == "png" else imaging.gif_bytes(list(frames), limits.gif_frame_ms)
+        file = imaging.png_strip(list(frames)) if fmt == "png" else imaging.gif_bytes(list(frames), policy.gif_frame_ms)
         return Morph(self.id, method, omegas.tolist(), [], file)
 
     def hallucinate(
-        self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan, limits: imaging.RequestLimits
+        self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan, policy: imaging.ImagePolicy
     ) -> Hallucination:
         """A labelled few-shot set -> new labelled images (see models.hallucination)."""
         label_idx = parse_labels(labels, self.label_names, len(uploads.blobs))
-        images = self.images(uploads, plan.preprocess, limits)
+        images = self.images(uploads, plan.preprocess, policy)
         strategy = plan.strategy or default_strategy(self.model)
-        metrics.BATCH_SIZE.labels("hallucinate").observe(plan.most_images(len(self.label_names)))
+        prometheus.BATCH_SIZE.labels("hallucinate").observe(plan.most_images(len(self.label_names)))
         made, pixels = self.runner.hallucinate(
             images, label_idx, len(self.label_names), plan.per_class, plan.n, strategy, plan.seed, plan.filter
         )

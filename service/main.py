@@ -16,19 +16,20 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from models.training import TrainConfig
-from service import jobs, metrics
+from service import prometheus
+from service.body_caps import BodyCaps
 from service.deps import is_loopback
 from service.disconnect import ClientWatch
 from service.engine import Engine
 from service.errors import install_problem_handlers
 from service.http_methods import ImplicitMethods
-from service.limits import BodyLimits
-from service.metrics import RequestMetrics
 from service.openapi import install_openapi
+from service.prometheus import RequestMetrics
 from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
 from service.store import ModelStore
+from service.training import job_queue
 from service.version import package_version
 
 log = logging.getLogger("atnl.service")
@@ -74,8 +75,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = ModelStore(settings.model_store).ensure()
     engine = Engine(settings, store)
     app.state.store, app.state.engine = store, engine
-    app.state.redis = jobs.connect(settings)  # connects lazily: the API starts without Redis
-    metrics.MODEL_LOADED.set(0)
+    app.state.redis = job_queue.connect(settings)  # connects lazily: the API starts without Redis
+    prometheus.MODEL_LOADED.set(0)
     child: asyncio.subprocess.Process | None = None
     model_id = store.default_id()
     if model_id is not None:
@@ -122,6 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(ClientWatch)  # innermost: lets queued inference see its client leave
     app.add_middleware(ImplicitMethods, routes=app.routes)
-    app.add_middleware(BodyLimits, settings=app.state.settings)
-    app.add_middleware(RequestMetrics)  # outermost of ours: counts the limits' 413s too
+    app.add_middleware(BodyCaps, settings=app.state.settings)
+    app.add_middleware(RequestMetrics)  # outermost of ours: counts the body caps' 413s too
     return app

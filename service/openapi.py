@@ -13,8 +13,8 @@ here, in one place:
   fields) move into the body's schema.
 - Auth. With ATNL_API_TOKEN set, the operations behind ``require_token`` declare the
   bearer scheme.
-- Bounds. Schemas marked ``schemas.limit(name)`` take their numbers from this
-  deployment's settings and its active model (LIMITS): the most files, the latent
+- Bounds. Schemas marked ``schemas.bound(name)`` take their numbers from this
+  deployment's settings and its active model (BOUND_FILLERS): the most files, the latent
   length, the label names. The document is rebuilt when the active model changes, so
   a schema-valid request is one this service accepts.
 """
@@ -33,7 +33,7 @@ from service.bounds import HALLUCINATE_N, STEPS, TRAIN_BOUNDS, Bound
 from service.datasets import BUILT_IN
 from service.deps import require_token
 from service.errors import InvalidInput, problems
-from service.schemas import LIMIT, Problem, dataset_pattern
+from service.schemas import BOUND, Problem, dataset_pattern
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def _dataset(node: dict[str, Any], settings: Settings, model: LoadedModel | None
     node["anyOf"] = [*branches, {"type": "null"}]
 
 
-LIMITS: dict[str, Filler] = {
+BOUND_FILLERS: dict[str, Filler] = {
     "files": lambda node, settings, model: node.update(maxItems=settings.max_files),
     "labels": _labels,
     "steps": _declared(STEPS),
@@ -92,7 +92,7 @@ LIMITS: dict[str, Filler] = {
     "dataset": _dataset,
     **{f"train.{field}": _declared(bound) for field, bound in TRAIN_BOUNDS.items()},
 }
-"""Each ``schemas.limit`` name -> how it bounds its schema node, from the settings and the active model
+"""Each ``schemas.bound`` name -> how it bounds its schema node, from the settings and the active model
 (None before one is loaded: the bounds that need it are left open)."""
 
 
@@ -106,10 +106,10 @@ def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
             yield from _nodes(value)
 
 
-def apply_limits(document: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
+def apply_bounds(document: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
     for node in _nodes(document):
-        if LIMIT in node:
-            LIMITS[node.pop(LIMIT)](node, settings, model)
+        if BOUND in node:
+            BOUND_FILLERS[node.pop(BOUND)](node, settings, model)
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -189,7 +189,7 @@ def openapi_document(app: FastAPI, model: LoadedModel | None) -> dict[str, Any]:
     _problem_422(document)
     _forms(document)
     _security(document, app, settings)
-    apply_limits(document, settings, model)
+    apply_bounds(document, settings, model)
     return document
 
 

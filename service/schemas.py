@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API (docs/API.md). Separate from internals.
 
 A field whose bound is a setting or a fact of the active model (most files, the latent
-length, the label names) carries a ``limit(...)`` marker; service.openapi writes the
+length, the label names) carries a ``bound(...)`` marker; service.openapi writes the
 number into the OpenAPI document this deployment serves, so the schema a client sees is
 the validation it meets.
 """
@@ -26,13 +26,13 @@ from service.forms import SEED_MAX
 
 Png = str
 """A base64-encoded PNG image."""
-LIMIT = "x-limit"
-"""JSON-schema key of a bound this deployment fills in (service.openapi.LIMITS names each one)."""
+BOUND = "x-bound"
+"""JSON-schema key of a bound this deployment fills in (service.openapi.BOUND_FILLERS names each one)."""
 
 
-def limit(name: str) -> dict[str, Any]:
+def bound(name: str) -> dict[str, Any]:
     """``json_schema_extra`` marking a schema whose bound service.openapi fills in from the settings or model."""
-    return {LIMIT: name}
+    return {BOUND: name}
 
 
 def _integral(value: Any) -> Any:
@@ -75,8 +75,8 @@ class EncodeResponse(BaseModel):
     latents: list[list[float]] = Field(description="(N, d) unit vectors, one per uploaded image, in upload order.")
 
 
-Coordinate = Annotated[float, Field(json_schema_extra=limit("coordinate"))]
-Latent = Annotated[list[Coordinate], Field(min_length=1, json_schema_extra=limit("latent"))]
+Coordinate = Annotated[float, Field(json_schema_extra=bound("coordinate"))]
+Latent = Annotated[list[Coordinate], Field(min_length=1, json_schema_extra=bound("latent"))]
 
 
 class DecodeRequest(BaseModel):
@@ -85,7 +85,7 @@ class DecodeRequest(BaseModel):
         min_length=1,
         description="(N, d) latent vectors, decoded as given: d is the active model's latent_dim, N at most "
         "ATNL_MAX_LATENTS, each coordinate within ±ATNL_MAX_LATENT_ABS.",
-        json_schema_extra=limit("latents"),
+        json_schema_extra=bound("latents"),
     )
 
 
@@ -224,7 +224,7 @@ MAX_OTHER_TEXT = 256
 def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
     if name in TRAIN_BOUNDS:  # the maximum is this deployment's (service.openapi fills it in)
         bounds = {"ge": TRAIN_BOUNDS[name].minimum, "description": f"at most {TRAIN_BOUNDS[name].env}"}
-        bounds["json_schema_extra"] = limit(f"train.{name}")
+        bounds["json_schema_extra"] = bound(f"train.{name}")
     elif name in TRAIN_FIELD_BOUNDS:
         bounds = dict(TRAIN_FIELD_BOUNDS[name])
     elif name.endswith("_weight") or name == "beta":
@@ -238,7 +238,7 @@ def _bounds_of(name: str, kind: Any) -> dict[str, Any]:
     if kind is float:
         bounds["allow_inf_nan"] = False
     if name == "dataset":
-        bounds["json_schema_extra"] = limit("dataset")
+        bounds["json_schema_extra"] = bound("dataset")
     return bounds
 
 

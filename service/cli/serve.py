@@ -37,7 +37,7 @@ def worker_cmd(
 ) -> None:
     """An RQ worker on the training queue (ATNL_REDIS_URL)."""
     from service.settings import get_settings
-    from service.worker import run_worker
+    from service.training.worker import run_worker
 
     settings = get_settings()
     setup_logging(settings.log_level)

@@ -33,7 +33,7 @@ from service.schemas import (
     HallucinateResponse,
     InterpolateResponse,
     SelfCheck,
-    limit,
+    bound,
 )
 
 router = APIRouter(prefix="/v1", tags=["inference"], route_class=QueryOptionsRoute)
@@ -61,7 +61,7 @@ def only(given: str, left_out: str) -> dict[str, Any]:
 
 Images = Annotated[
     list[UploadFile],
-    File(min_length=1, description=f"{IMAGE_DOC} One or more, at most ATNL_MAX_FILES.", json_schema_extra=limit("files")),
+    File(min_length=1, description=f"{IMAGE_DOC} One or more, at most ATNL_MAX_FILES.", json_schema_extra=bound("files")),
 ]
 Preprocess = Annotated[Literal["mnist", "none"], Form(description=PREPROCESS_DOC)]
 
@@ -128,7 +128,7 @@ async def interpolate(
     settings: SettingsDep,
     start: Annotated[UploadFile, File(description=f"First image (ω = 0). {IMAGE_DOC}")],
     end: Annotated[UploadFile, File(description=f"Last image (ω = 1). {IMAGE_DOC}")],
-    steps: Annotated[int | None, Form(ge=STEPS.minimum, description=STEPS_DOC, json_schema_extra=limit("steps"))] = None,
+    steps: Annotated[int | None, Form(ge=STEPS.minimum, description=STEPS_DOC, json_schema_extra=bound("steps"))] = None,
     method: Annotated[Method, Form(description="slerp on the sphere, or lerp.")] = "slerp",
     format: Annotated[MorphFormat, Form(description="json, png (frames side by side) or gif.")] = "json",
     preprocess: Preprocess = "mnist",
@@ -157,7 +157,7 @@ async def hallucinate(
             min_length=1,
             description="One label per image, in upload order, one name per field. One field may also hold them "
             'all, as a JSON array (["0", "3"]) or comma-separated ("0,3").',
-            json_schema_extra=limit("labels"),
+            json_schema_extra=bound("labels"),
         ),
     ],
     per_class: Annotated[
@@ -165,7 +165,7 @@ async def hallucinate(
         Form(
             ge=1,
             description="Images to make for every label (give this or n); at most ATNL_MAX_HALLUCINATE_N / labels of the model.",
-            json_schema_extra=limit("per_class"),
+            json_schema_extra=bound("per_class"),
         ),
     ] = None,
     n: Annotated[
@@ -174,7 +174,7 @@ async def hallucinate(
             ge=HALLUCINATE_N.minimum,
             description="Images to make in all, split evenly over the labels (give this or per_class); "
             f"at most {HALLUCINATE_N.env}.",
-            json_schema_extra=limit("n"),
+            json_schema_extra=bound("n"),
         ),
     ] = None,
     strategy: Annotated[Strategy | None, Form(description="Default: restyle for atnl models, both for the baselines.")] = None,

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from service import jobs
 from service.bounds import TRAIN_BOUNDS
 from service.datasets import BUILT_IN, allowed_dataset
 from service.deps import RedisDep, SettingsDep, TokenDep
@@ -31,6 +30,7 @@ from service.errors import (
 from service.json_bodies import json_body, json_request_body
 from service.schemas import CancelResponse, JobView, TrainAccepted, TrainRequest, dataset_pattern
 from service.settings import Settings
+from service.training import job_queue
 
 router = APIRouter(prefix="/v1", tags=["training"])
 
@@ -79,7 +79,7 @@ def train(
 ) -> TrainAccepted:
     """Enqueue a training job (any TrainConfig field; unset or null ones take the library's defaults)."""
     config, activate = training_config(body, settings)
-    job = jobs.enqueue_training(conn, settings, config, activate)
+    job = job_queue.enqueue_training(conn, settings, config, activate)
     return TrainAccepted(job_id=job.id, status_url=str(request.url_for("get_job", job_id=job.id).path))
 
 
@@ -91,7 +91,7 @@ def get_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobView:
     does not remove it), until Redis expires it (ATNL_RESULT_TTL_SECONDS, ATNL_FAILURE_TTL_SECONDS).
     A job "started" whose worker stopped sending heartbeats (ATNL_JOB_HEARTBEAT_TTL_SECONDS) is
     recorded and shown as failed."""
-    return JobView(**jobs.describe(conn, settings, job_id))
+    return JobView(**job_queue.describe(conn, settings, job_id))
 
 
 @router.delete(
@@ -109,4 +109,4 @@ def get_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobView:
 def cancel_job(job_id: str, conn: RedisDep) -> CancelResponse:
     """Cancel a queued job, or stop a running one. The job is not removed: GET /v1/jobs/{id} then shows
     it canceled, or started until the worker stops it and then stopped."""
-    return CancelResponse(id=job_id, status=jobs.cancel(conn, job_id))
+    return CancelResponse(id=job_id, status=job_queue.cancel(conn, job_id))

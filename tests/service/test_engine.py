@@ -94,7 +94,7 @@ async def test_a_swap_gives_new_requests_the_new_model_and_its_own_batch_queues(
     assert all(new.batchers[op] is not old.batchers[op] for op in ("encode", "decode"))
     assert (await engine.encode(uploads_of(digits[1][0]), preprocess=True)).model_id == "tiny-b"
     # A request that took the old model before the swap finishes on it.
-    assert old.encode(uploads_of(digits[1][0]), True, engine.limits).model_id == "tiny"
+    assert old.encode(uploads_of(digits[1][0]), True, engine.image_policy).model_id == "tiny"
 
 
 async def test_steps_are_checked_against_their_bounds(engine: Engine, settings: Settings, digits) -> None:

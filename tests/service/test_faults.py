@@ -213,7 +213,7 @@ def test_a_job_ending_while_redis_is_away_records_its_end_once_it_is_back(tmp_pa
     from redis import Redis
     from rq import Queue
 
-    from service.tasks import JobChannel
+    from service.training.tasks import JobChannel
 
     redis = RedisServer(tmp_path, persistent=True).start()
     conn = Redis.from_url(redis.url)

@@ -35,7 +35,7 @@ PEAK_RSS_MB = 1024
 """Bound on the server's peak resident memory over the whole sweep, MiB. The process holds
 ~0.45 GiB once torch and the model are loaded; every image that could cost more is refused
 from its header (ATNL_MAX_PIXELS, ATNL_MAX_DECODED_BYTES) before it is decoded."""
-LIMITS = {
+BOUND_FILLERS = {
     "ATNL_MAX_FILES": "8",
     "ATNL_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
     "ATNL_MAX_REQUEST_BYTES": str(8 * 1024 * 1024),
@@ -363,7 +363,7 @@ def server(tmp_path: Path, tiny_checkpoint: Path, redis_url: str) -> Iterator[Se
     store = tmp_path / "store"
     shutil.copytree(tiny_checkpoint, store / "tiny")
     ModelStore(store).set_active("tiny")
-    env = {"ATNL_MODEL_STORE": str(store), "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3", **LIMITS}
+    env = {"ATNL_MODEL_STORE": str(store), "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3", **BOUND_FILLERS}
     api = Server.serve(env, tmp_path)
     try:
         yield api.start()

@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from service.errors import BadImage, PayloadTooLarge
-from service.imaging import DecodeLimits, decoded_bytes, load_image
+from service.imaging import ImageCaps, decoded_bytes, load_image
 from tests.service.images import big_digit_png, photo_jpeg_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
-LIMITS = DecodeLimits(max_pixels=4_000_000, max_decoded_bytes=32 * 1024 * 1024)
+BOUND_FILLERS = ImageCaps(max_pixels=4_000_000, max_decoded_bytes=32 * 1024 * 1024)
 """Tighter than the defaults, so forged headers cross them often."""
 SECONDS = 5.0
 """Most time one input may take (the largest legal one here decodes in well under a second)."""
@@ -50,8 +50,8 @@ def check(data: bytes, preprocess: bool = True) -> None:
     """The property: an image in range, or one of the two refusals; nothing else, in time."""
     start = time.perf_counter()
     try:
-        decoded_bytes(data, LIMITS, "files[0]")
-        x = load_image(data, 28, preprocess, LIMITS, "files[0]")
+        decoded_bytes(data, BOUND_FILLERS, "files[0]")
+        x = load_image(data, 28, preprocess, BOUND_FILLERS, "files[0]")
     except (BadImage, PayloadTooLarge) as e:
         assert e.detail and "files[0]" in e.detail, e.detail
     else:
@@ -179,7 +179,7 @@ def test_magic_numbers_alone(prefix: bytes) -> None:
 def test_photo_preprocessing_recovers_the_mnist_digit(digits) -> None:
     for k in range(10):
         x = digits[k][1]
-        y = load_image(photo_jpeg_of(x, seed=k), 28, preprocess=True, limits=DecodeLimits(10**8, 2**30))
+        y = load_image(photo_jpeg_of(x, seed=k), 28, preprocess=True, caps=ImageCaps(10**8, 2**30))
         assert y.shape == (28, 28) and y.min() >= 0 and y.max() <= 1
         assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.8, k
 
@@ -193,12 +193,12 @@ def test_a_big_png_is_decoded_in_bounded_memory(tmp_path, digits) -> None:
         import os, time
         from pathlib import Path
         from benchmarks.servers import memory_mb
-        from service.imaging import DecodeLimits, load_image
+        from service.imaging import ImageCaps, load_image
 
         # VmHWM: this process's peak RSS (ru_maxrss would carry pytest's over the exec)
         base = memory_mb(os.getpid(), "VmHWM")
         start = time.perf_counter()
-        x = load_image(Path({str(path)!r}).read_bytes(), 28, True, DecodeLimits(40_000_000, 2**30))
+        x = load_image(Path({str(path)!r}).read_bytes(), 28, True, ImageCaps(40_000_000, 2**30))
         print(x.shape, x.max(), time.perf_counter() - start, memory_mb(os.getpid(), "VmHWM") - base)
         """
     )

@@ -1,4 +1,4 @@
-"""Training jobs (service/jobs.py, service/tasks.py; docs/API.md §5) through the API and an in-process RQ worker."""
+"""Training jobs (service/training; docs/API.md §5) through the API and an in-process RQ worker."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import SecretStr
 
-from service import metrics
+from service import prometheus
 from service.bounds import STEPS
 from service.errors import PROBLEM_JSON, ServiceError
 from service.main import create_app
@@ -205,7 +205,7 @@ def test_api_md_lists_every_setting_with_its_default() -> None:
 
 
 def test_api_md_lists_every_prometheus_metric() -> None:
-    kinds = [m for m in vars(metrics).values() if hasattr(m, "_type") and hasattr(m, "_name")]
+    kinds = [m for m in vars(prometheus).values() if hasattr(m, "_type") and hasattr(m, "_name")]
     registered = {m._name + ("_total" if m._type == "counter" else "") for m in kinds}
     assert {row[0] for row in table_rows(section("8.3"))} == registered
 

@@ -1,4 +1,4 @@
-"""Request-body limits counted while the body streams in (service/limits.py; docs/API.md §4):
+"""Request-body caps counted while the body streams in (service/body_caps.py; docs/API.md §4):
 the middleware on a bare ASGI app, the multipart tally part by part, and the caps through the
 real app, chunked and declared."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.limits import BodyLimits, MultipartTally
+from service.body_caps import BodyCaps, MultipartTally
 from service.settings import Settings
 from tests.service.helpers import PROBLEM, assert_problem, client_for
 from tests.service.images import png_of
@@ -88,7 +88,7 @@ def test_malformed_multipart_is_left_to_the_form_parser() -> None:
     assert tally.failure is None  # nothing raised: the form parser answers it with a 400
 
 
-# --- BodyLimits on a bare ASGI app ------------------------------------------------------------------
+# --- BodyCaps on a bare ASGI app ------------------------------------------------------------------
 
 
 class Echo:
@@ -113,7 +113,7 @@ class Echo:
 
 
 async def through(limits: Settings, headers: dict[str, str], parts: list[bytes]) -> tuple[int, dict[str, str], bytes, Echo]:
-    """Send ``parts`` (one http.request message each) through BodyLimits around Echo."""
+    """Send ``parts`` (one http.request message each) through BodyCaps around Echo."""
     app = Echo()
     scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
     messages = [{"type": "http.request", "body": p, "more_body": k < len(parts) - 1} for k, p in enumerate(parts)]
@@ -125,7 +125,7 @@ async def through(limits: Settings, headers: dict[str, str], parts: list[bytes])
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await BodyLimits(app, limits)(scope, receive, send)
+    await BodyCaps(app, limits)(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body, app
@@ -172,7 +172,7 @@ async def test_other_scopes_pass_through_untouched() -> None:
     async def never() -> dict:
         raise AssertionError("the middleware read a lifespan message")
 
-    await BodyLimits(app, caps(max_json_bytes=1))({"type": "lifespan"}, never, never)
+    await BodyCaps(app, caps(max_json_bytes=1))({"type": "lifespan"}, never, never)
     assert app.scopes == ["lifespan"]
 
 

@@ -1,7 +1,7 @@
 """``atnl worker``: an RQ worker on the training queue.
 
 The parent process never imports torch's CUDA side: each job runs in a forked
-work horse that imports ``service.tasks`` -> ``models`` itself, so a CUDA
+work horse that imports ``service.training.tasks`` -> ``models`` itself, so a CUDA
 context is only ever created inside a job.
 
 A Redis outage must cost neither the running job nor the worker. RQ's parent quits
@@ -30,7 +30,7 @@ from rq.serializers import JSONSerializer
 
 from service.settings import Settings
 from service.store import ModelStore
-from service.tasks import REDIS_ERRORS, REDIS_RETRY_SECONDS
+from service.training.tasks import REDIS_ERRORS, REDIS_RETRY_SECONDS
 
 log = logging.getLogger("atnl.worker")
 JOB_MONITORING_INTERVAL_SECONDS = 5

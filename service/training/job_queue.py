@@ -17,11 +17,11 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service import metrics
+from service import prometheus
 from service.errors import JobNotCancellable, JobNotFound, QueueFull, QueueUnavailable, redact_paths
 from service.settings import Settings
 from service.store import ModelStore, new_model_id
-from service.tasks import CANCELED, HEARTBEAT_KEY, STOP_KEY, train_model
+from service.training.tasks import CANCELED, HEARTBEAT_KEY, STOP_KEY, train_model
 
 PUBLIC_STATUS = {
     JobStatus.CREATED: "queued",
@@ -85,7 +85,7 @@ def enqueue_training(conn: Redis, settings: Settings, config: dict[str, Any], ac
             failure_ttl=settings.failure_ttl_seconds,
             meta={"progress": None},
         )
-    metrics.JOBS.labels("enqueued").inc()
+    prometheus.JOBS.labels("enqueued").inc()
     return job
 
 
@@ -148,7 +148,7 @@ def fail_lost(conn: Redis, settings: Settings, job: Job) -> None:
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         FailedJobRegistry(queue=queue).add(job, ttl=settings.failure_ttl_seconds, exc_string=reason, pipeline=pipe)
         pipe.execute()
-    metrics.JOBS.labels("lost").inc()
+    prometheus.JOBS.labels("lost").inc()
 
 
 def describe(conn: Redis, settings: Settings, job_id: str) -> dict[str, Any]:
@@ -190,11 +190,11 @@ def cancel(conn: Redis, job_id: str) -> str:
                 # A worker may have taken it off the queue just now: the key tells it (and
                 # ``describe``) that the client was answered "canceled".
                 conn.set(STOP_KEY.format(job_id=job_id), CANCELED, ex=STOP_KEY_TTL_SECONDS)
-                metrics.JOBS.labels("canceled").inc()
+                prometheus.JOBS.labels("canceled").inc()
                 return "canceled"
             except InvalidJobOperation:
                 status = PUBLIC_STATUS.get(job.get_status(), "queued")  # picked up meanwhile
         with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
             send_stop_job_command(conn, job_id, serializer=JSONSerializer)
-        metrics.JOBS.labels("stopped").inc()
+        prometheus.JOBS.labels("stopped").inc()
         return "stopped"

@@ -1,4 +1,4 @@
-"""Request-body limits enforced while the body streams in, before any route sees it.
+"""Request-body caps enforced while the body streams in, before any route sees it.
 
 A pure ASGI middleware: it counts the bytes of every ``http.request`` message, so a
 chunked body (no Content-Length) is held to the same cap as a declared one, and it
@@ -9,7 +9,7 @@ refused as soon as it crosses its cap, not after the whole form was spooled to d
                           ATNL_MAX_FIELD_BYTES per text field, ATNL_MAX_FILES files
     anything else (JSON)  ATNL_MAX_JSON_BYTES
 
-A refused body gets 413 application/problem+json naming the limit and the field;
+A refused body gets 413 application/problem+json naming the cap and the field;
 whatever the application had started to answer for the cut-off body is replaced.
 """
 
@@ -100,7 +100,7 @@ class MultipartTally:
             self.failure = PayloadTooLarge(f"{what} is larger than {cap} bytes ({setting})", field=self._name or "body")
 
 
-class BodyLimits:
+class BodyCaps:
     """ASGI middleware: the caps above, counted on the stream."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
