@@ -199,7 +199,7 @@ def gains_table(summary: dict[str, Any], shots: tuple[int, ...]) -> str:
 
 
 def gains_lines(summary: dict[str, Any], shots: tuple[int, ...]) -> list[str]:
-    """Issue 9's bar: hallucination beats none and traditional at every k, by the paper's gain at the reference k."""
+    """The few-shot bar: hallucination beats none and traditional at every k, by the paper's gain at the reference k."""
     lines = []
     k_ref = reference_k(shots)
     for clf in CLASSIFIERS:

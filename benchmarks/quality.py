@@ -11,7 +11,7 @@ latents in 2-D and 3-D, a Figure 6 replica (the same two test digits
 interpolated by every family, each frame captioned with the independent
 judge's label), and a hallucination grid. ATNL and VAE-TL (and any family near
 the best probe) are retrained with further seeds for the probe's mean, and
-ATNL's slerp paths are scored on each seed; issue 9's targets are computed
+ATNL's slerp paths are scored on each seed; the quality targets (docs/METHOD.md) are computed
 from these numbers (benchmarks.targets).
 """
 
@@ -64,7 +64,7 @@ PROBE_TIE = 0.01
 1,000-image test split one run's probe has a standard error of about 0.4 points."""
 ALWAYS_SEEDED = ("atnl", "vae-tl")
 """Families that always get ``probe_seeds`` runs, however far their probe is from the best:
-issue 9 compares their probe means, and ATNL's paths are scored on every seed."""
+the targets compare their probe means, and ATNL's paths are scored on every seed."""
 FIGURE_FAMILIES = ("atnl", "ae")
 """The hallucination figure's panels: ATNL, and the plain AE with its strategy for contrast."""
 
@@ -330,7 +330,7 @@ def render(results: list[dict[str, Any]], cfg: QualityConfig) -> str:
 
 
 def dataset_sections(r: dict[str, Any], cfg: QualityConfig) -> list[str]:
-    """One data set's part of quality.md: its tables, figures, issue 9's targets and the ATNL* note."""
+    """One data set's part of quality.md: its tables, figures, the quality targets and the ATNL* note."""
     fam = r["families"]
     main = md_table(
         ["family", "linear probe %", "5-NN cos %", "recon BCE", "identity", "SPS slerp", "coverage slerp",

@@ -1,4 +1,4 @@
-"""Issue 9's quality bar, computed from a quality-bench data set's numbers.
+"""The quality bar (docs/METHOD.md), computed from a quality-bench data set's numbers.
 
 Each line names the measured value, the bar, and whether it is met and by how
 much. The bar is on mnist-5k unless a line names pose-digits; ATNL's linear
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 TARGET_DATASET = "mnist-5k"
-"""The data set issue 9's targets are measured on, unless a target names another."""
+"""The data set the targets are measured on, unless a target names another."""
 POSE_DATASET = "pose-digits"
 TARGET_RECON_RATIO = 1.2
 """ATNL's held-out reconstruction BCE at most this multiple of the plain AE's (same backbone)."""
@@ -25,8 +25,8 @@ TARGET_SPS, TARGET_COVERAGE = 0.95, 0.98
 TARGET_POSE_SPS = 0.9
 """ATNL slerp SPS on pose-digits (the bench's seed)."""
 FAR_BELOW = 0.5
-"""Issue 4's "far below ATNL": an SPS under this share of ATNL's slerp SPS. Retired as a target by
-issue 9; it only says which case the ATNL* explanation is in."""
+"""An earlier bar's "far below ATNL": an SPS under this share of ATNL's slerp SPS. Retired as a target by
+the current bar; it only says which case the ATNL* explanation is in."""
 
 
 def probe_score(m: dict[str, Any]) -> float:
@@ -96,7 +96,7 @@ def mnist_targets(fam: dict[str, Any]) -> list[str]:
 
 
 def targets(fam: dict[str, Any], dataset: str) -> list[str]:
-    """Plain-language met / not met of issue 9's bar for one data set, with the margin."""
+    """Plain-language met / not met of the quality bar for one data set, with the margin."""
     if "atnl" not in fam:
         return ["ATNL not run"]
     lines = []
