@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError, problem
+from service.forms import upload_field
 from service.settings import Settings
 
 
@@ -79,7 +80,7 @@ class MultipartTally:
         name = options.get(b"name", b"").decode("latin-1")[:64]
         index = self._seen[name] = self._seen.get(name, -1) + 1
         self._is_file = b"filename" in options
-        self._name = f"{name}[{index}]" if self._is_file and name == "files" else name
+        self._name = upload_field(name, index) if self._is_file else name
         self._filename = options.get(b"filename", b"").decode("latin-1")[:64]
         if self._is_file:
             self.files += 1

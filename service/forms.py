@@ -1,5 +1,5 @@
 """Multipart inputs of the inference routes that FastAPI's typed form fields cannot
-check alone: uploads within limits, labels named by the model, and options given
+check alone: uploads that are files, labels named by the model, and options given
 in the query string.
 
 Options (steps, method, format, preprocess, ...) are typed form fields; a name the
@@ -18,33 +18,33 @@ from fastapi import Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 
-from service.errors import InvalidInput, PayloadTooLarge
-from service.settings import Settings
+from service.errors import InvalidInput
 
 SEED_MAX = 2**32 - 1
 """Largest ``seed``: the range every generator (numpy, torch) accepts the same way."""
 
 
+def upload_field(name: str, k: int) -> str:
+    """How errors name the ``k``-th upload of form field ``name``: files[3] (another field: its name)."""
+    return f"{name}[{k}]" if name == "files" else name
+
+
 def upload_fields(name: str, count: int) -> list[str]:
-    """How errors name each of ``count`` uploads of form field ``name``: files[0], files[1], ..."""
-    return [f"{name}[{k}]" for k in range(count)]
+    """``upload_field`` of each of ``count`` uploads: files[0], files[1], ..."""
+    return [upload_field(name, k) for k in range(count)]
 
 
-async def read_uploads(files: Sequence[UploadFile], settings: Settings, field: str = "files") -> list[bytes]:
-    """The bytes of each upload, refusing more than ATNL_MAX_FILES files or ATNL_MAX_UPLOAD_BYTES each."""
+async def read_uploads(files: Sequence[UploadFile], field: str = "files") -> list[bytes]:
+    """The bytes of each upload: at least one, each a non-empty file. How many files and how large
+    each may be (ATNL_MAX_FILES, ATNL_MAX_UPLOAD_BYTES) is checked once, on the stream, by
+    service.body_caps, before the form is parsed."""
     if not files:
         raise InvalidInput(f"send at least one image in '{field}'", field=field)
-    if len(files) > settings.max_files:
-        raise PayloadTooLarge(
-            f"{len(files)} files sent in '{field}'; the limit is {settings.max_files} (ATNL_MAX_FILES)", field=field
-        )
     out = []
-    for name, f in zip(upload_fields(field, len(files)) if field == "files" else [field] * len(files), files, strict=True):
+    for name, f in zip(upload_fields(field, len(files)), files, strict=True):
         if not hasattr(f, "read"):  # a plain text field where a file is expected
             raise InvalidInput(f"{name} must be a file upload (multipart with a filename), not a text field", field=field)
-        data = await f.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise PayloadTooLarge(f"{name} is larger than {settings.max_upload_bytes} bytes (ATNL_MAX_UPLOAD_BYTES)", field=field)
+        data = await f.read()
         if not data:
             raise InvalidInput(f"{name} is empty", field=field)
         out.append(data)

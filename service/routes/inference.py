@@ -19,7 +19,7 @@ from models.geometry import Method
 from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
 from service.bounds import HALLUCINATE_N, STEPS
-from service.deps import EngineDep, SettingsDep
+from service.deps import EngineDep
 from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
@@ -98,9 +98,9 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     openapi_extra=multipart("files"),
     responses=problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
 )
-async def encode(engine: EngineDep, settings: SettingsDep, files: Images, preprocess: Preprocess = "mnist") -> EncodeResponse:
+async def encode(engine: EngineDep, files: Images, preprocess: Preprocess = "mnist") -> EncodeResponse:
     """Images -> unit latent vectors ẑ, one per image."""
-    blobs = await read_uploads(files, settings)
+    blobs = await read_uploads(files)
     encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess == "mnist")
     return EncodeResponse(model_id=encoded.model_id, latents=encoded.latents.tolist())
 
@@ -125,7 +125,6 @@ async def decode(request: Request, engine: EngineDep) -> DecodeResponse:
 )
 async def interpolate(
     engine: EngineDep,
-    settings: SettingsDep,
     start: Annotated[UploadFile, File(description=f"First image (ω = 0). {IMAGE_DOC}")],
     end: Annotated[UploadFile, File(description=f"Last image (ω = 1). {IMAGE_DOC}")],
     steps: Annotated[int | None, Form(ge=STEPS.minimum, description=STEPS_DOC, json_schema_extra=bound("steps"))] = None,
@@ -134,7 +133,7 @@ async def interpolate(
     preprocess: Preprocess = "mnist",
 ) -> Any:
     """Two images -> ``steps`` frames decoded along the path between their latents."""
-    blobs = await read_uploads([start], settings, "start") + await read_uploads([end], settings, "end")
+    blobs = await read_uploads([start], "start") + await read_uploads([end], "end")
     morph = await engine.interpolate(Uploads(blobs, ("start", "end")), steps, method, preprocess == "mnist", format)
     if morph.file is not None:
         return file_response(morph.file, f"image/{format}", morph.model_id)
@@ -149,7 +148,6 @@ async def interpolate(
 )
 async def hallucinate(
     engine: EngineDep,
-    settings: SettingsDep,
     files: Images,
     labels: Annotated[
         list[str],
@@ -190,7 +188,7 @@ async def hallucinate(
     ] = "model",
 ) -> Any:
     """A few labelled images -> new labelled images made by semantic interpolation."""
-    blobs = await read_uploads(files, settings)
+    blobs = await read_uploads(files)
     plan = HallucinationPlan(per_class, n, strategy, seed, preprocess == "mnist", format, filter)
     made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan)
     if made.file is not None:

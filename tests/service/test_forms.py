@@ -14,16 +14,11 @@ from fastapi.routing import APIRouter
 from httpx import ASGITransport, AsyncClient
 from starlette.datastructures import UploadFile
 
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput
 from service.forms import QueryOptionsRoute, parse_labels, read_uploads, upload_fields
-from service.settings import Settings
 
 pytestmark = pytest.mark.anyio
 NAMES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
-
-
-def caps(**limits: int) -> Settings:
-    return Settings(_env_file=None, **limits)  # type: ignore[call-arg]
 
 
 def uploads(*blobs: bytes) -> list[UploadFile]:
@@ -36,39 +31,31 @@ def test_upload_fields_name_each_upload_by_index() -> None:
 
 
 async def test_read_uploads_gives_the_bytes_in_order() -> None:
-    assert await read_uploads(uploads(b"a", b"bc"), caps()) == [b"a", b"bc"]
+    assert await read_uploads(uploads(b"a", b"bc")) == [b"a", b"bc"]
 
 
 @pytest.mark.parametrize(
-    ("blobs", "limits", "error", "words", "field"),
+    ("blobs", "words", "field"),
     [
-        ((), {}, InvalidInput, "at least one image", "files"),
-        ((b"a", b"b", b"c"), {"max_files": 2}, PayloadTooLarge, "3 files sent in 'files'; the limit is 2", "files"),
-        ((b"a", b"x" * 11), {"max_upload_bytes": 10}, PayloadTooLarge, "files[1] is larger than 10 bytes", "files"),
-        ((b"a", b""), {}, InvalidInput, "files[1] is empty", "files"),
+        ((), "at least one image", "files"),
+        ((b"a", b""), "files[1] is empty", "files"),
     ],
-    ids=["none", "too many", "too big", "empty"],
+    ids=["none", "empty"],
 )
-async def test_read_uploads_refuses(blobs, limits, error, words, field) -> None:
-    with pytest.raises(error) as caught:
-        await read_uploads(uploads(*blobs), caps(**limits))
+async def test_read_uploads_refuses(blobs, words, field) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await read_uploads(uploads(*blobs))
     assert words in caught.value.detail and caught.value.extra["field"] == field
 
 
 async def test_an_upload_of_another_field_is_named_by_its_field() -> None:
     with pytest.raises(InvalidInput, match="start is empty"):
-        await read_uploads(uploads(b""), caps(), field="start")
+        await read_uploads(uploads(b""), field="start")
 
 
 async def test_a_text_field_where_a_file_belongs_is_422() -> None:
     with pytest.raises(InvalidInput, match=r"files\[0\] must be a file upload"):
-        await read_uploads(["not a file"], caps())  # type: ignore[list-item]
-
-
-async def test_an_upload_one_byte_over_the_cap_is_refused_and_one_at_the_cap_is_not() -> None:
-    assert await read_uploads(uploads(b"x" * 10), caps(max_upload_bytes=10)) == [b"x" * 10]
-    with pytest.raises(PayloadTooLarge, match="ATNL_MAX_UPLOAD_BYTES"):
-        await read_uploads(uploads(b"x" * 11), caps(max_upload_bytes=10))
+        await read_uploads(["not a file"])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(
