@@ -101,7 +101,7 @@ class Bodies:
 
     @classmethod
     def of(cls, data: Any, latent_dim: int) -> Bodies:
-        from service.imaging import png_bytes
+        from service.answer_files import png_bytes
 
         pngs = [png_bytes(data.images[i].numpy()) for i in range(BIG_IMAGES)]
         by_label = [(data.labels == k).nonzero()[:5, 0].tolist() for k in range(data.num_labels)]
@@ -408,7 +408,7 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 
 def sample_requests(data: Any) -> dict[str, dict[str, Any]]:
     """One request body per op as httpx arguments, from real mnist-5k digits (5 per label for hallucinate)."""
-    from service.imaging import png_bytes
+    from service.answer_files import png_bytes
 
     by_label = {k: (data.labels == k).nonzero()[:5, 0].tolist() for k in range(data.num_labels)}
     pngs = {i: png_bytes(data.images[i].numpy()) for ids in by_label.values() for i in ids}

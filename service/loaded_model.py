@@ -19,7 +19,7 @@ import numpy as np
 from models.errors import InputError
 from models.geometry import Method
 from models.hallucination import Filter, HallucinationResult, Strategy, default_strategy
-from service import imaging, prometheus
+from service import answer_files, imaging, prometheus
 from service.batching import Batcher
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError
 from service.forms import parse_labels
@@ -222,7 +222,7 @@ class LoadedModel:
     def pngs(images: np.ndarray) -> list[bytes] | InvalidInput:
         if not np.isfinite(images).all():  # a model that overflows anyway: refuse rather than send NaN as black
             return InvalidInput("these latents decode to non-finite pixels; send smaller values", field="latents")
-        return [imaging.png_bytes(im) for im in images]
+        return [answer_files.png_bytes(im) for im in images]
 
     def encode(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> Encoded:
         """The whole of an encode request in one call (batching off, and the in-process benchmark)."""
@@ -249,8 +249,8 @@ class LoadedModel:
         omegas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
         frames = self.runner.path(images, omegas, method)  # (steps, C, H, W)
         if fmt == "json":
-            return Morph(self.id, method, omegas.tolist(), [imaging.png_bytes(f) for f in frames], None)
-        file = imaging.png_strip(list(frames)) if fmt == "png" else imaging.gif_bytes(list(frames), policy.gif_frame_ms)
+            return Morph(self.id, method, omegas.tolist(), [answer_files.png_bytes(f) for f in frames], None)
+        file = answer_files.png_strip(list(frames)) if fmt == "png" else answer_files.gif_bytes(list(frames), policy.gif_frame_ms)
         return Morph(self.id, method, omegas.tolist(), [], file)
 
     def hallucinate(
@@ -264,13 +264,13 @@ class LoadedModel:
         made, pixels = self.runner.hallucinate(
             images, label_idx, len(self.label_names), plan.per_class, plan.n, strategy, plan.seed, plan.filter
         )
-        pngs = [imaging.png_bytes(image) for image in pixels]
+        pngs = [answer_files.png_bytes(image) for image in pixels]
         if plan.fmt == "zip":
             names = self.label_names
             rows = [
-                imaging.ZipRow(names[s.label], s.sources, s.omega, None if s.read is None else names[s.read])
+                answer_files.ZipRow(names[s.label], s.sources, s.omega, None if s.read is None else names[s.read])
                 for s in made.samples
             ]
             given = [(d.index, names[d.given], names[d.read], d.confidence) for d in made.disagreements]
-            return Hallucination(self.id, names, strategy, made, [], imaging.zip_bytes(pngs, rows, given))
+            return Hallucination(self.id, names, strategy, made, [], answer_files.zip_bytes(pngs, rows, given))
         return Hallucination(self.id, self.label_names, strategy, made, pngs, None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from service import imaging, latent_map
+from service import answer_files, latent_map
 from service.deps import EngineDep, SettingsDep
 from service.errors import InvalidInput, ModelNotReady, problems
 
@@ -128,7 +128,9 @@ def _sample_list(lm: LoadedModel, per_label: int) -> SampleList:
     test = latent_map.test_images(lm)
     names = lm.label_names
     samples = [
-        Sample(index=int(test.indices[row]), label=names[k], png=base64.b64encode(imaging.png_bytes(test.images[row])).decode())
+        Sample(
+            index=int(test.indices[row]), label=names[k], png=base64.b64encode(answer_files.png_bytes(test.images[row])).decode()
+        )
         for k in range(len(names))
         for row in (test.labels == k).nonzero()[0][:per_label]
     ]
@@ -155,7 +157,7 @@ def _sample_png(lm: LoadedModel, index: int) -> bytes:
     row = test.position(index)
     if row is None:
         raise latent_map.TestImagesUnavailable(f"image {index} is not one of model {lm.id}'s mapped test images")
-    return imaging.png_bytes(test.images[row])
+    return answer_files.png_bytes(test.images[row])
 
 
 @router.get(
