@@ -101,9 +101,10 @@ def stale(env_path: Path = ENV_EXAMPLE, api_path: Path = API_MD) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        for path in stale():
+        out_of_step = stale()
+        for path in out_of_step:
             print(f"{path.relative_to(ROOT)} is out of step with service/settings.py: run python scripts/settings_docs.py")
-        return 1 if stale() else 0
+        return 1 if out_of_step else 0
     ENV_EXAMPLE.write_text(env_example())
     API_MD.write_text(api_md(API_MD.read_text()))
     return 0
