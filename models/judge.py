@@ -21,7 +21,7 @@ from torch import nn
 from models.augment import jitter
 from models.data import ImageSet
 
-JUDGE_VERSION = 3
+JUDGE_VERSION = 4
 """Part of the cache key: bump when the architecture or recipe changes."""
 JUDGE_EPOCHS = 10
 """Epochs over the training split."""
@@ -29,14 +29,15 @@ JUDGE_BATCH = 64
 
 
 class JudgeCNN(nn.Module):
-    """(N, 1, 28, 28) in [0, 1] -> (N, K) logits."""
+    """(N, C, H, W) in [0, 1], any side >= 4 -> (N, K) logits (the features pooled to 7×7,
+    a 28×28 image's own after two 2× poolings)."""
 
     def __init__(self, num_labels: int, channels: int = 1) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 32, 14, 14)
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 64, 7, 7)
-            nn.Flatten(), nn.Dropout(0.3),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 64, H/4, W/4)
+            nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Dropout(0.3),  # (N, 64 · 7 · 7)
             nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
             nn.Linear(128, num_labels),
         )  # fmt: skip

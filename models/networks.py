@@ -6,6 +6,7 @@ saved in the checkpoint so that loading needs nothing else.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,7 +27,10 @@ class ModelConfig:
     channels: int = 1
     """Image channels C (1 for grey digits)."""
     image_size: int = 28
-    """Height = width of the images, a multiple of 4."""
+    """Height = width of the images, at least MIN_SIDE; the conv stack has one stride-2 layer
+    per halving down to a grid of at most 8 (``conv_sides``)."""
+    preprocess: str = "digits"
+    """How a picture becomes this model's input (``models.preprocess``): ``digits`` or ``fit``."""
     width: int = 32
     """Channels of the first conv layer; the second has twice as many."""
     hidden: int = 256
@@ -70,22 +74,45 @@ class ModelConfig:
         return asdict(self)
 
 
+MIN_SIDE = 8
+"""Smallest image side a model takes (scikit-learn's 8×8 digits)."""
+GRID_SIDE = 8
+"""The conv stack halves the side until it is at most this (28 -> 14 -> 7, 48 -> 24 -> 12 -> 6)."""
+MAX_WIDTH_FACTOR = 4
+"""Conv layer i has width · 2^i channels, at most width · this."""
+
+
+def conv_sides(side: int) -> list[int]:
+    """Sides of the encoder's feature maps, the image's first: one stride-2 conv (4×4, padding 1:
+    side // 2) per halving until the side is at most GRID_SIDE, at least one."""
+    sides = [side]
+    while len(sides) == 1 or sides[-1] > GRID_SIDE:
+        sides.append(sides[-1] // 2)
+    return sides
+
+
+def conv_widths(cfg: ModelConfig) -> list[int]:
+    """Channels of each feature map of ``conv_sides``, the image's (C) first."""
+    n = len(conv_sides(cfg.image_size)) - 1
+    return [cfg.channels] + [cfg.width * min(2**i, MAX_WIDTH_FACTOR) for i in range(n)]
+
+
 class Encoder(nn.Module):
     """(N, C, H, W) in [0, 1] -> (N, d) raw code, or (N, 2d) for (mu, logvar)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        w, s = cfg.width, cfg.image_size // 4
+        sides, widths = conv_sides(cfg.image_size), conv_widths(cfg)
         out = cfg.latent_dim * (2 if cfg.variational else 1)
         if cfg.ordinal_head:
             out = cfg.num_labels + cfg.latent_dim - 2  # K order logits, then d - 2 style axes
+        layers: list[nn.Module] = []
+        for c_in, c_out in itertools.pairwise(widths):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]  # (N, c_out, side // 2, ...)
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.channels, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),  # (N, 2w, H/4, W/4)
-            nn.LeakyReLU(0.2),
+            *layers,
             nn.Flatten(),
-            nn.Linear(2 * w * s * s, cfg.hidden),
+            nn.Linear(widths[-1] * sides[-1] ** 2, cfg.hidden),
             nn.LeakyReLU(0.2),
             nn.Linear(cfg.hidden, out),
         )
@@ -99,17 +126,19 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        w, s = cfg.width, cfg.image_size // 4
+        sides, widths = conv_sides(cfg.image_size), conv_widths(cfg)
         extra = cfg.num_labels if sector_decoding(cfg) else 0  # soft one-hot of the order sector
+        layers: list[nn.Module] = []
+        for i in reversed(range(len(widths) - 1)):  # mirror of the encoder; odd sides get an output padding
+            pad = sides[i] - 2 * sides[i + 1]
+            layers += [nn.ConvTranspose2d(widths[i + 1], widths[i], 4, stride=2, padding=1, output_padding=pad), nn.ReLU()]
         self.net = nn.Sequential(
             nn.Linear(cfg.latent_dim + extra, cfg.hidden),
             nn.ReLU(),
-            nn.Linear(cfg.hidden, 2 * w * s * s),
+            nn.Linear(cfg.hidden, widths[-1] * sides[-1] ** 2),
             nn.ReLU(),
-            nn.Unflatten(1, (2 * w, s, s)),
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # (N, w, H/2, W/2)
-            nn.ReLU(),
-            nn.ConvTranspose2d(w, cfg.channels, 4, stride=2, padding=1),  # (N, C, H, W)
+            nn.Unflatten(1, (widths[-1], sides[-1], sides[-1])),
+            *layers[:-1],  # (N, C, H, W) logits: no activation after the last
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -131,8 +160,10 @@ class SemanticAutoencoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.meta = {}
-        if cfg.image_size % 4:
-            raise InputError(f"image_size must be a multiple of 4, got {cfg.image_size}")
+        if cfg.image_size < MIN_SIDE:
+            raise InputError(f"image_size must be at least {MIN_SIDE}, got {cfg.image_size}")
+        if cfg.channels not in (1, 3):
+            raise InputError(f"channels must be 1 (grey) or 3 (colour), got {cfg.channels}")
         if cfg.ordinal_head and (cfg.num_labels < 2 or cfg.variational or cfg.latent_dim < 3):
             raise InputError("ordinal_head needs num_labels >= 2, latent_dim >= 3 and a non-variational model")
         if cfg.label_reader and cfg.num_labels < 2:

@@ -7,6 +7,8 @@ refused as soon as it crosses its cap, not after the whole form was spooled to d
 
     multipart/form-data   ATNL_MAX_REQUEST_BYTES in all, ATNL_MAX_UPLOAD_BYTES per file,
                           ATNL_MAX_FIELD_BYTES per text field, ATNL_MAX_FILES files
+    POST /v1/datasets     the same, but its ``archive`` file ATNL_MAX_ARCHIVE_BYTES, and
+                          the body that plus ARCHIVE_BODY_SLACK
     anything else (JSON)  ATNL_MAX_JSON_BYTES
 
 A refused body gets 413 application/problem+json naming the cap and the field;
@@ -19,16 +21,24 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.archive_members import ARCHIVE_FIELD
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError, problem
 from service.forms import upload_field
 from service.settings import Settings
+
+ARCHIVE_UPLOAD = ("POST", "/v1/datasets")
+"""The request whose ``archive`` file is held to ATNL_MAX_ARCHIVE_BYTES instead of ATNL_MAX_UPLOAD_BYTES."""
+ARCHIVE_BODY_SLACK = 64 * 1024
+"""Bytes an archive upload's body may carry beyond ATNL_MAX_ARCHIVE_BYTES: multipart boundaries and part headers."""
 
 
 class MultipartTally:
     """Sizes of the parts of a multipart body as its bytes arrive; ``failure`` once one is over a cap."""
 
-    def __init__(self, boundary: bytes, settings: Settings) -> None:
+    def __init__(self, boundary: bytes, settings: Settings, archive_field: str | None = None) -> None:
+        """``archive_field``: the file field held to ATNL_MAX_ARCHIVE_BYTES (on an archive upload)."""
         self.settings = settings
+        self.archive_field = archive_field
         self.failure: ServiceError | None = None
         self.files = 0
         self._seen: dict[str, int] = {}
@@ -91,11 +101,12 @@ class MultipartTally:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
-        cap, setting = (
-            (self.settings.max_upload_bytes, "ATNL_MAX_UPLOAD_BYTES")
-            if self._is_file
-            else (self.settings.max_field_bytes, "ATNL_MAX_FIELD_BYTES")
-        )
+        if self._is_file and self._name == self.archive_field:
+            cap, setting = self.settings.max_archive_bytes, "ATNL_MAX_ARCHIVE_BYTES"
+        elif self._is_file:
+            cap, setting = self.settings.max_upload_bytes, "ATNL_MAX_UPLOAD_BYTES"
+        else:
+            cap, setting = self.settings.max_field_bytes, "ATNL_MAX_FIELD_BYTES"
         if self._size > cap and self.failure is None:
             what = f"file {self._name} ({self._filename!r})" if self._is_file else f"field '{self._name}'"
             self.failure = PayloadTooLarge(f"{what} is larger than {cap} bytes ({setting})", field=self._name or "body")
@@ -115,11 +126,13 @@ class BodyCaps:
         headers = Headers(scope=scope)
         media, options = parse_options_header(headers.get("content-type", ""))
         multipart = media.lower() == b"multipart/form-data"
-        limit, setting = (
-            (self.settings.max_request_bytes, "ATNL_MAX_REQUEST_BYTES")
-            if multipart
-            else (self.settings.max_json_bytes, "ATNL_MAX_JSON_BYTES")
-        )
+        archive = multipart and (scope["method"], scope["path"]) == ARCHIVE_UPLOAD
+        if archive:
+            limit, setting = self.settings.max_archive_bytes + ARCHIVE_BODY_SLACK, "ATNL_MAX_ARCHIVE_BYTES"
+        elif multipart:
+            limit, setting = self.settings.max_request_bytes, "ATNL_MAX_REQUEST_BYTES"
+        else:
+            limit, setting = self.settings.max_json_bytes, "ATNL_MAX_JSON_BYTES"
         declared = headers.get("content-length")
         if declared is not None and not declared.strip().isdigit():
             await self._answer(scope, send, InvalidInput(f"Content-Length {declared[:32]!r} is not a number", field="body"))
@@ -128,7 +141,8 @@ class BodyCaps:
             too_big = PayloadTooLarge(f"request body of {int(declared)} bytes exceeds {limit} ({setting})", field="body")
             await self._answer(scope, send, too_big)
             return
-        tally = MultipartTally(options[b"boundary"], self.settings) if multipart and options.get(b"boundary") else None
+        boundary = options.get(b"boundary") if multipart else None
+        tally = MultipartTally(boundary, self.settings, ARCHIVE_FIELD if archive else None) if boundary else None
         received = 0
         failure: ServiceError | None = None
         started = False

@@ -1,4 +1,4 @@
-"""Typed dependencies of the routes: settings, engine, model store, Redis, auth.
+"""Typed dependencies of the routes: settings, engine, model store, data set store, Redis, auth.
 
 Each is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
 hop per dependency per request just to read ``app.state``."""
@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis import Redis
 
+from service.dataset_store import DatasetStore
 from service.engine import Engine
 from service.errors import Forbidden, Unauthorized
 from service.settings import Settings
@@ -28,6 +29,10 @@ async def get_engine(request: Request) -> Engine:
 
 async def get_store(request: Request) -> ModelStore:
     return request.app.state.store  # type: ignore[no-any-return]
+
+
+async def get_datasets(request: Request) -> DatasetStore:
+    return request.app.state.datasets  # type: ignore[no-any-return]
 
 
 async def get_redis(request: Request) -> Redis:
@@ -48,7 +53,8 @@ async def require_token(request: Request, settings: Annotated[Settings, Depends(
         client = request.client.host if request.client else None
         if not is_loopback(client):
             raise Forbidden(
-                "no ATNL_API_TOKEN is set on this server: training, activation and cancel are open to loopback clients only"
+                "no ATNL_API_TOKEN is set on this server: training, activation, cancel and data set uploads and "
+                "deletes are open to loopback clients only"
             )
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -61,5 +67,6 @@ async def require_token(request: Request, settings: Annotated[Settings, Depends(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
+DatasetStoreDep = Annotated[DatasetStore, Depends(get_datasets)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 TokenDep = Depends(require_token)

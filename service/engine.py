@@ -175,7 +175,7 @@ class Engine:
         prometheus.BATCH_SIZE.labels(op).observe(len(payload))
         return await batcher.submit(payload)
 
-    async def encode(self, uploads: Uploads, preprocess: bool) -> Encoded:
+    async def encode(self, uploads: Uploads, preprocess: str) -> Encoded:
         lm = self.current
         async with cancel_on_disconnect():
             if not self.settings.batch_enabled:
@@ -203,7 +203,7 @@ class Engine:
             pngs = await self._batched(lm, "decode", lm.latents, body, s.max_latents, s.max_latent_abs)
             return Decoded(lm.id, pngs)
 
-    async def interpolate(self, uploads: Uploads, steps: int | None, method: Method, preprocess: bool, fmt: MorphFormat) -> Morph:
+    async def interpolate(self, uploads: Uploads, steps: int | None, method: Method, preprocess: str, fmt: MorphFormat) -> Morph:
         steps = self.settings.default_steps if steps is None else steps
         STEPS.check("steps", steps, self.settings)
         lm = self.current

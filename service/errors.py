@@ -99,6 +99,13 @@ class ModelNotFound(ServiceError):
     title = "Model not found"
 
 
+class DatasetNotFound(ServiceError):
+    """No uploaded data set of that id (never made, or deleted)."""
+
+    status = 404
+    title = "Data set not found"
+
+
 class JobNotFound(ServiceError):
     """No job of that id (never made, or expired after ATNL_RESULT_TTL_SECONDS / ATNL_FAILURE_TTL_SECONDS)."""
 

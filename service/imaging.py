@@ -1,7 +1,7 @@
-"""Image bytes in: decoding PNG/JPEG within caps, MNIST-style preprocessing (out: service.answer_files).
+"""Image bytes in: decoding PNG/JPEG within caps, then the model's preprocessing (``models.preprocess``;
+out: service.answer_files).
 
-Arrays here are numpy float32 in [0, 1], ink bright on a dark background (the
-training distribution of every data set in ``models.data``). No torch.
+Arrays here are numpy float32 in [0, 1], (C, H, W) in the model's shape.
 """
 
 from __future__ import annotations
@@ -12,18 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from models.errors import InputError
+from models.preprocess import prepare
 from service.errors import BadImage, PayloadTooLarge
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO")
 """MPO is the multi-picture JPEG phones write; its first picture is the photo."""
-FIT_FRACTION = 20 / 28
-"""Share of the canvas side the ink's bounding box is fitted into (MNIST: 20 of 28 pixels)."""
-INK_THRESHOLD = 0.25
-"""After contrast stretching, values below this are paper, not ink (removes paper grain and JPEG noise)."""
-BACKGROUND_PERCENTILE = 50
-"""Paper level: the median, since ink covers well under half of a digit photo."""
-INK_PERCENTILE = 99.5
-"""Ink level: the darkest ink, robust to a few outlier pixels."""
 WORK_SIDE = 512
 """Images are decoded (JPEG: at a reduced DCT scale) or shrunk right after decoding (PNG)
 to a longer side of at least this many pixels and less than twice it, before any float
@@ -170,80 +164,11 @@ def open_image(data: bytes, caps: ImageCaps, field: str = "image") -> Image.Imag
     return img
 
 
-def to_grey(img: Image.Image) -> np.ndarray:
-    """(H, W) float32 luminance in [0, 1]; transparency is flattened onto the colour
-    that contrasts with the visible pixels (dark ink on transparent -> white paper)."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0  # (H, W, 4)
-        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        alpha = rgba[..., 3]
-        visible = alpha > 0.5
-        ink_is_dark = float(grey[visible].mean()) < 0.5 if visible.any() else True
-        paper = 1.0 if ink_is_dark else 0.0
-        return np.asarray(grey * alpha + paper * (1 - alpha), dtype=np.float32)
-    if img.mode == "F":  # 16- and 32-bit integer images, already scaled to [0, 1] by open_image
-        return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-
-
-def resize(grey: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample (H, W) float to (height, width) with an anti-aliasing filter."""
-    img = Image.fromarray(grey.astype(np.float32), mode="F")
-    return np.asarray(
-        img.resize((width, height), Image.Resampling.LANCZOS if min(grey.shape) > 1 else Image.Resampling.NEAREST),
-        dtype=np.float32,
-    )
-
-
-def mnist_style(grey: np.ndarray, size: int = 28) -> np.ndarray:
-    """Bring any digit image to the MNIST distribution, (size, size) in [0, 1].
-
-    Light background -> inverted; contrast stretched between paper and ink
-    level; cropped to the ink; the longer side fitted to FIT_FRACTION of the
-    canvas (aspect kept); placed so the centre of mass is at pixel (size/2, size/2)
-    (where mnist-5k has it: 13.99, 14.00),
-    as LeCun et al. made MNIST."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if float(np.median(border)) > 0.5:
-        grey = 1.0 - grey
-    lo = float(np.percentile(grey, BACKGROUND_PERCENTILE))
-    hi = float(np.percentile(grey, INK_PERCENTILE))
-    if hi - lo < 0.05:
-        raise BadImage("no ink found: the image is (nearly) uniform")
-    x = np.clip((grey - lo) / (hi - lo), 0.0, 1.0)
-    x[x < INK_THRESHOLD] = 0.0
-    rows, cols = np.nonzero(x)
-    x = x[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    box = round(size * FIT_FRACTION)
-    h, w = x.shape
-    scale = box / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = np.clip(resize(x, nw, nh), 0.0, 1.0)
-    if x.max() > 0:
-        x = x / x.max()  # thin strokes lose peak intensity when shrunk a lot
-    canvas = np.zeros((size, size), dtype=np.float32)
-    total = x.sum()
-    cy = (x.sum(axis=1) @ np.arange(nh)) / total
-    cx = (x.sum(axis=0) @ np.arange(nw)) / total
-    top = round(size / 2 - cy)
-    left = round(size / 2 - cx)
-    top = min(max(top, 0), size - nh)
-    left = min(max(left, 0), size - nw)
-    canvas[top : top + nh, left : left + nw] = x
-    return canvas
-
-
-def load_image(data: bytes, size: int, preprocess: bool, caps: ImageCaps, field: str = "image") -> np.ndarray:
-    """PNG/JPEG bytes -> (size, size) float32 in [0, 1], ink bright on dark.
-
-    ``preprocess=False`` only converts to grey and resizes: for images already in
-    the training distribution. Errors name ``field``."""
-    grey = to_grey(open_image(data, caps, field))
-    if preprocess:
-        try:
-            return mnist_style(grey, size)
-        except BadImage as e:
-            raise BadImage(f"{field}: {e.detail}", field=field) from e
-    if grey.shape != (size, size):
-        grey = np.clip(resize(grey, size, size), 0.0, 1.0)
-    return grey
+def load_image(data: bytes, size: int, preprocess: str, caps: ImageCaps, field: str = "image", channels: int = 1) -> np.ndarray:
+    """PNG/JPEG bytes -> (channels, size, size) float32 in [0, 1], prepared by ``preprocess``
+    (``models.preprocess.PREPROCESSINGS``: ``digits`` gives ink bright on dark). Errors name ``field``."""
+    img = open_image(data, caps, field)
+    try:
+        return prepare(img, preprocess, size, channels)
+    except InputError as e:
+        raise BadImage(f"{field}: {e}", field=field) from e

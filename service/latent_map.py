@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from models.data import load_dataset
 from models.order_circle import sector_centres
+from models.pipeline import load_model_dataset
 from service.errors import ServiceError, redact_paths
+from service.settings import get_settings
+from service.store import DATASETS_DIR
 
 if TYPE_CHECKING:
     from service.loaded_model import LoadedModel
@@ -65,7 +67,7 @@ class TestImages:
     labels: np.ndarray
     """(N,) int: label index in the model's label order."""
     images: np.ndarray
-    """(N, H, W) float32 in [0, 1], ink bright on dark (as the data set stores them)."""
+    """(N, C, H, W) float32 in [0, 1], as the data set stores them."""
 
     def position(self, index: int) -> int | None:
         """Row of data set index ``index``, or None when it is not kept here."""
@@ -131,7 +133,7 @@ def _read_test_images(lm: LoadedModel) -> TestImages:
     if not isinstance(spec, str) or not isinstance(test_indices, list) or not test_indices:
         raise TestImagesUnavailable(f"model {lm.id} records no test split (data.spec and data.test_indices)")
     try:
-        data = load_dataset(spec)
+        data = load_model_dataset(lm.model, get_settings().model_store / DATASETS_DIR)
     except (OSError, ValueError) as e:
         raise TestImagesUnavailable(f"the data set of model {lm.id} cannot be read here: {redact_paths(str(e))}") from e
     idx = np.asarray(test_indices, dtype=np.int64)
@@ -139,10 +141,9 @@ def _read_test_images(lm: LoadedModel) -> TestImages:
         raise TestImagesUnavailable(f"model {lm.id}'s test indices do not fit its data set {redact_paths(spec)}")
     labels = data.labels.numpy()[idx]
     keep = np.concatenate([idx[labels == k][:MAP_POINTS_PER_LABEL] for k in range(data.num_labels)])
-    images = data.images.numpy()[keep][:, 0]  # (N, H, W)
-    size = lm.image_size
-    if images.shape[1:] != (size, size):
-        raise TestImagesUnavailable(f"model {lm.id} reads {size}x{size} images; its data set has {images.shape[1:]}")
+    images = data.images.numpy()[keep]  # (N, C, H, W)
+    if images.shape[1:] != lm.image_shape:
+        raise TestImagesUnavailable(f"model {lm.id} reads {lm.image_shape} images; its data set has {images.shape[1:]}")
     return TestImages(keep, data.labels.numpy()[keep], np.ascontiguousarray(images, dtype=np.float32))
 
 
@@ -156,7 +157,7 @@ def test_images(lm: LoadedModel) -> TestImages:
 
 
 def _encode(lm: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """(N, H, W) in [0, 1] -> (N, d) unit latents, in batches, through the model's runner."""
+    """(N, C, H, W) in [0, 1] -> (N, d) unit latents, in batches, through the model's runner."""
     batches = range(0, len(images), ENCODE_BATCH)
     return np.concatenate([lm.runner.encode(images[start : start + ENCODE_BATCH]).astype(np.float64) for start in batches])
 

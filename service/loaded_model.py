@@ -47,7 +47,7 @@ class Undecoded:
     """A small request's uploads, decoded in its batch's own thread (see SMALL_UPLOAD_BYTES)."""
 
     uploads: Uploads
-    preprocess: bool
+    preprocess: str
     policy: imaging.ImagePolicy
 
     def __len__(self) -> int:
@@ -108,7 +108,7 @@ class HallucinationPlan:
     strategy: Strategy | None
     """None: the model's default (models.hallucination.default_strategy)."""
     seed: int
-    preprocess: bool
+    preprocess: str
     fmt: BatchFormat
     filter: Filter = "model"
     """``model``: images the model reads as another label are redrawn or left out; ``none``: kept, flagged."""
@@ -162,15 +162,27 @@ class LoadedModel:
             )
         return total
 
-    def decode_images(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> np.ndarray:
-        """Uploads whose headers passed ``decoded_bytes`` -> (N, H, W) float32 in [0, 1] at this model's size."""
-        out = np.empty((len(uploads.blobs), self.image_size, self.image_size), np.float32)  # (N, H, W)
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of this model's images."""
+        cfg = self.model.cfg
+        return cfg.channels, cfg.image_size, cfg.image_size
+
+    def preprocessing(self, asked: str) -> str:
+        """The preprocessing a request's ``preprocess`` names: ``model`` is the model's own, ``mnist`` is ``digits``."""
+        return {"model": self.model.cfg.preprocess, "mnist": "digits"}.get(asked, asked)
+
+    def decode_images(self, uploads: Uploads, preprocess: str, policy: imaging.ImagePolicy) -> np.ndarray:
+        """Uploads whose headers passed ``decoded_bytes`` -> (N, C, H, W) float32 in [0, 1] in this model's shape."""
+        channels, side, _ = self.image_shape
+        how = self.preprocessing(preprocess)
+        out = np.empty((len(uploads.blobs), channels, side, side), np.float32)  # (N, C, H, W)
         for k, (blob, name) in enumerate(zip(uploads.blobs, uploads.fields, strict=True)):
-            out[k] = imaging.load_image(blob, self.image_size, preprocess, policy.image, name)
+            out[k] = imaging.load_image(blob, side, how, policy.image, name, channels)
         return out
 
-    def images(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> np.ndarray:
-        """Uploads -> (N, H, W) float32 in [0, 1] at this model's size, every header checked first."""
+    def images(self, uploads: Uploads, preprocess: str, policy: imaging.ImagePolicy) -> np.ndarray:
+        """Uploads -> (N, C, H, W) float32 in [0, 1] in this model's shape, every header checked first."""
         self.decoded_bytes(uploads, policy)
         return self.decode_images(uploads, preprocess, policy)
 
@@ -198,7 +210,7 @@ class LoadedModel:
         return latents.astype(np.float32)
 
     def encode_batch(self, parts: list[np.ndarray | Undecoded]) -> list[np.ndarray | ServiceError | InputError]:
-        """One forward for several requests: [(N_i, H, W) images, or uploads to decode here first]
+        """One forward for several requests: [(N_i, C, H, W) images, or uploads to decode here first]
         -> [(N_i, d) unit latents], or the error of a request whose uploads do not decode."""
         images: list[np.ndarray] = []
         failed: dict[int, ServiceError | InputError] = {}
@@ -224,7 +236,7 @@ class LoadedModel:
             return InvalidInput("these latents decode to non-finite pixels; send smaller values", field="latents")
         return [answer_files.png_bytes(im) for im in images]
 
-    def encode(self, uploads: Uploads, preprocess: bool, policy: imaging.ImagePolicy) -> Encoded:
+    def encode(self, uploads: Uploads, preprocess: str, policy: imaging.ImagePolicy) -> Encoded:
         """The whole of an encode request in one call (batching off, and the in-process benchmark)."""
         images = self.images(uploads, preprocess, policy)
         prometheus.BATCH_SIZE.labels("encode").observe(len(images))
@@ -240,11 +252,11 @@ class LoadedModel:
         return Decoded(self.id, pngs)
 
     def interpolate(
-        self, uploads: Uploads, steps: int, method: Method, preprocess: bool, fmt: MorphFormat, policy: imaging.ImagePolicy
+        self, uploads: Uploads, steps: int, method: Method, preprocess: str, fmt: MorphFormat, policy: imaging.ImagePolicy
     ) -> Morph:
         """Two uploads (start, end) -> ``steps`` frames decoded along the path between their codes
         (``models.geometry.latent_path``), endpoints included."""
-        images = self.images(uploads, preprocess, policy)  # (2, H, W)
+        images = self.images(uploads, preprocess, policy)  # (2, C, H, W)
         prometheus.BATCH_SIZE.labels("interpolate").observe(steps)
         omegas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
         frames = self.runner.path(images, omegas, method)  # (steps, C, H, W)

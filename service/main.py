@@ -18,6 +18,8 @@ from fastapi.routing import APIRoute
 from models.training import TrainConfig
 from service import prometheus
 from service.body_caps import BodyCaps
+from service.dataset_store import DatasetStore
+from service.datasets import upload_root
 from service.deps import is_loopback
 from service.disconnect import ClientWatch
 from service.engine import Engine
@@ -25,6 +27,7 @@ from service.errors import install_problem_handlers
 from service.http_methods import ImplicitMethods
 from service.openapi import install_openapi
 from service.prometheus import RequestMetrics
+from service.routes import datasets as dataset_routes
 from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
@@ -37,13 +40,15 @@ log = logging.getLogger("atnl.service")
 DESCRIPTION = """
 Semantics-guided latent representations (Angular Triplet-Neighbor Loss) as a service:
 encode images to unit latents, decode latents, interpolate along great circles (slerp),
-hallucinate labelled few-shot data, and train new models as RQ jobs.
+hallucinate labelled few-shot data, upload labelled data sets, and train new models as
+RQ jobs.
 
 Images in: PNG or JPEG (any size, mode, background); images out: PNG (base64 in JSON),
-PNG strips, animated GIF, zip. Errors: application/problem+json (the `Problem` schema).
-With ATNL_API_TOKEN set, POST /v1/train, POST /v1/models/{id}/activate and
-DELETE /v1/jobs/{id} need `Authorization: Bearer <token>`; without one they answer
-loopback clients only. Everything else is open.
+PNG strips, animated GIF, zip. Data sets in: a zip or tar.gz of labelled images.
+Errors: application/problem+json (the `Problem` schema). With ATNL_API_TOKEN set,
+POST /v1/train, POST /v1/models/{id}/activate, DELETE /v1/jobs/{id}, POST /v1/datasets
+and DELETE /v1/datasets/{id} need `Authorization: Bearer <token>`; without one they
+answer loopback clients only. Everything else is open.
 
 This document is this deployment's: limits come from its ATNL_* settings, and the
 latent length and label names from its active model. The contract, with every
@@ -75,6 +80,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = ModelStore(settings.model_store).ensure()
     engine = Engine(settings, store)
     app.state.store, app.state.engine = store, engine
+    app.state.datasets = DatasetStore(upload_root(settings.model_store)).ensure()
+    app.state.datasets.remove_partials()
     app.state.redis = job_queue.connect(settings)  # connects lazily: the API starts without Redis
     prometheus.MODEL_LOADED.set(0)
     child: asyncio.subprocess.Process | None = None
@@ -117,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings.check_training_defaults(TrainConfig().to_dict())
     install_problem_handlers(app)
     install_openapi(app)
-    for router in (health.router, models.router, inference.router, job_routes.router):
+    for router in (health.router, models.router, inference.router, job_routes.router, dataset_routes.router):
         app.include_router(router)
     app.include_router(playground.router)
 

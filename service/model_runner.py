@@ -111,7 +111,8 @@ class ModelRunner:
         self._encode, self._code, self._decode = compiled
         try:
             for n in WARMUP_BATCHES:
-                images = np.zeros((n, self.model.cfg.image_size, self.model.cfg.image_size), np.float32)
+                cfg = self.model.cfg
+                images = np.zeros((n, cfg.channels, cfg.image_size, cfg.image_size), np.float32)
                 self.decode(self.code(images))
                 self.encode(images)
         except Exception:
@@ -151,10 +152,8 @@ class ModelRunner:
         return staged.numpy().copy()  # the buffer is this thread's next output
 
     def images_tensor(self, images: np.ndarray) -> torch.Tensor:
-        """(N, H, W) grey -> (N, C, H, W) on the device (copied as one channel, repeated there)."""
-        x = self.to_device(images)[:, None]  # (N, 1, H, W)
-        channels = self.model.cfg.channels
-        return x.expand(-1, channels, -1, -1).contiguous() if channels != 1 else x
+        """(N, C, H, W) in the model's shape -> the same on the device."""
+        return self.to_device(images)
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
@@ -167,11 +166,11 @@ class ModelRunner:
             return fn(x)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) in [0, 1] -> (N, d) unit latents."""
+        """(N, C, H, W) in [0, 1] -> (N, d) unit latents."""
         return self.to_host(self._forward(self._encode, self.images_tensor(images)))
 
     def code(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) in [0, 1] -> (N, d) latents as the decoder reads them (models: ``code``)."""
+        """(N, C, H, W) in [0, 1] -> (N, d) latents as the decoder reads them (models: ``code``)."""
         return self.to_host(self._forward(self._code, self.images_tensor(images)))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
@@ -179,7 +178,7 @@ class ModelRunner:
         return self.to_host(self._forward(self._decode, self.to_device(latents)))
 
     def path(self, images: np.ndarray, omegas: np.ndarray, method: Method) -> np.ndarray:
-        """(2, H, W) start and end -> (len(omegas), C, H, W) frames decoded at ``omegas`` in [0, 1]
+        """(2, C, H, W) start and end -> (len(omegas), C, H, W) frames decoded at ``omegas`` in [0, 1]
         along the path between their codes (``models.geometry.latent_path``)."""
         codes = torch.from_numpy(self.code(images))  # (2, d)
         path = latent_path(codes[0], codes[1], torch.from_numpy(omegas).to(codes.dtype), method, self.model.cfg.spherical)
@@ -189,7 +188,7 @@ class ModelRunner:
         self, images: np.ndarray, labels: Sequence[int], num_labels: int, per_class: int | None, n: int | None,
         strategy: str, seed: int, filter: Filter,
     ) -> tuple[HallucinationResult, np.ndarray]:  # fmt: skip
-        """(N, H, W) examples with label indices in [0, ``num_labels``) -> what
+        """(N, C, H, W) examples with label indices in [0, ``num_labels``) -> what
         ``models.hallucination.hallucinate`` made, and its images as (M, C, H, W) float32 in [0, 1]
         on the host."""
         x = self.images_tensor(images)
@@ -203,3 +202,10 @@ class ModelRunner:
 def load_runner(path: Path, device: torch.device, options: RunnerOptions) -> ModelRunner:
     """The checkpoint directory ``path`` loaded onto ``device``, behind a runner."""
     return ModelRunner(load_checkpoint(path, device=device), device, options)
+
+
+def load_runner_on(path: Path, device: str) -> ModelRunner:
+    """``load_runner`` on the device named ``device`` (auto, cpu, cuda, ...) with default options."""
+    from models.device import resolve_device
+
+    return load_runner(path, torch.device(resolve_device(device)), RunnerOptions())

@@ -15,8 +15,9 @@ here, in one place:
   bearer scheme.
 - Bounds. Schemas marked ``schemas.bound(name)`` take their numbers from this
   deployment's settings and its active model (BOUND_FILLERS): the most files, the latent
-  length, the label names. The document is rebuilt when the active model changes, so
-  a schema-valid request is one this service accepts.
+  length, the label names, the uploaded data sets a training request may name. The
+  document is rebuilt when the active model or those data sets change, so a
+  schema-valid request is one this service accepts.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from fastapi.routing import iter_route_contexts
 from pydantic.json_schema import models_json_schema
 
 from service.bounds import HALLUCINATE_N, STEPS, TRAIN_BOUNDS, Bound
-from service.datasets import BUILT_IN
+from service.dataset_store import DatasetStore
+from service.datasets import BUILT_IN, UPLOAD_KIND, upload_root
 from service.deps import require_token
 from service.errors import InvalidInput, problems
 from service.schemas import BOUND, Problem, dataset_pattern
@@ -73,10 +75,18 @@ def _latent(node: dict[str, Any], settings: Settings, model: LoadedModel | None)
         node["minItems"] = node["maxItems"] = model.latent_dim
 
 
+def uploaded_datasets(settings: Settings) -> list[str]:
+    """Ids of the data sets uploaded to this deployment's store (the document lists them)."""
+    return DatasetStore(upload_root(settings.model_store)).ids()
+
+
 def _dataset(node: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:
     branches: list[dict[str, Any]] = [{"type": "string", "enum": list(BUILT_IN)}]
     if settings.data_roots:
         branches.append({"type": "string", "maxLength": 1024, "pattern": dataset_pattern(settings.data_roots)})
+    uploads = uploaded_datasets(settings)
+    if uploads:  # the ones there now: a schema-valid upload:ID is one the store holds
+        branches.append({"type": "string", "enum": [f"{UPLOAD_KIND}:{dataset_id}" for dataset_id in uploads]})
     node["anyOf"] = [*branches, {"type": "null"}]
 
 
@@ -152,10 +162,13 @@ def _forms(document: dict[str, Any]) -> None:
         media = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
         if media is None:
             continue
-        ref = media["schema"].pop("$ref")
-        body = schemas[ref.removeprefix(COMPONENTS)]
-        body.update(media.pop("schema"))
-        media["schema"] = {"$ref": ref}
+        if "$ref" in media["schema"]:
+            ref = media["schema"].pop("$ref")
+            body = schemas[ref.removeprefix(COMPONENTS)]
+            body.update(media.pop("schema"))
+            media["schema"] = {"$ref": ref}
+        else:  # a form the route reads itself, its schema given inline (openapi_extra)
+            body = media["schema"]
         for field in body["properties"].values():
             branch = _value_branch(field)
             if branch is not field:
@@ -194,13 +207,13 @@ def openapi_document(app: FastAPI, model: LoadedModel | None) -> dict[str, Any]:
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Serve ``openapi_document`` at /openapi.json, built once per active model."""
-    built: dict[str | None, dict[str, Any]] = {}
+    """Serve ``openapi_document`` at /openapi.json, built once per active model and set of uploaded data sets."""
+    built: dict[tuple[str | None, tuple[str, ...]], dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
         engine = getattr(app.state, "engine", None)
         model = engine.current if engine is not None and engine.ready else None
-        key = model.id if model is not None else None
+        key = (model.id if model is not None else None, tuple(uploaded_datasets(app.state.settings)))
         if key not in built:
             built.clear()
             built[key] = openapi_document(app, model)

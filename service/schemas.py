@@ -145,7 +145,10 @@ class HallucinateResponse(BaseModel):
 class ModelInfo(BaseModel):
     id: str
     family: str | None
-    dataset: str | None
+    dataset: str | None = Field(description="The data set it was trained on: a built-in name, folder:DIR or upload:ID.")
+    labels: list[str] = Field(description="Its label names, in order (empty for a model that records none).")
+    image_shape: list[int] | None = Field(description="[C, H, W] of the images it reads and makes.")
+    preprocess: str | None = Field(description="How requests' pictures are prepared unless they say: digits or fit.")
     created_at: str | None
     metrics: dict[str, Any]
 

@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     """TCP port ``atnl serve`` listens on."""
     api_token: SecretStr | None = None
-    """When set, POST /v1/train, POST /v1/models/{id}/activate and DELETE /v1/jobs/{id}
-    need ``Authorization: Bearer <token>``; reads and inference stay open. When unset,
-    those three answer loopback clients only (403 to any other address), and ``atnl serve``
+    """When set, POST /v1/train, POST /v1/models/{id}/activate, DELETE /v1/jobs/{id}, POST /v1/datasets
+    and DELETE /v1/datasets/{id} need ``Authorization: Bearer <token>``; reads and inference stay open.
+    When unset, those answer loopback clients only (403 to any other address), and ``atnl serve``
     warns at start if it binds a non-loopback interface (docs/SECURITY.md)."""
     log_level: str = "info"
     """Python logging level of serve and worker."""
@@ -90,6 +90,23 @@ class Settings(BaseSettings):
     max_latent_abs: float = Field(1e4, gt=0)
     """Largest absolute value of one latent coordinate in a decode request; larger finite
     values overflow float32 in the decoder and would come back as NaN images."""
+
+    # --- data set uploads (POST /v1/datasets; service.archives, service.dataset_store)
+    max_archive_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    """Largest uploaded data set archive (zip or tar.gz), bytes, counted while it streams in;
+    that request's body may be 64 KiB more (multipart boundaries and headers), and neither
+    ATNL_MAX_UPLOAD_BYTES nor ATNL_MAX_REQUEST_BYTES applies to it."""
+    max_archive_members: int = Field(50_000, ge=1)
+    """Most members (files and folders) in one archive, counted from its directory before
+    anything is unpacked (a zip) or as its headers stream by (a tar.gz)."""
+    max_archive_unpacked_bytes: int = Field(1024 * 1024 * 1024, ge=1)
+    """Most bytes one archive may unpack to, all members together: declared by its headers,
+    and counted again as they are written."""
+    max_member_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    """Largest single member of an archive once unpacked, bytes (header and written bytes both)."""
+    max_compression_ratio: float = Field(200.0, ge=1)
+    """Most a zip member, or a whole tar.gz, may inflate: unpacked bytes per compressed byte
+    (zip bombs), checked from the headers and while unpacking; members under 64 KiB are exempt."""
 
     # --- inference
     max_steps: int = Field(64, ge=2)

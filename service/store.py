@@ -27,6 +27,8 @@ POINTER = "ACTIVE"
 STORE_ID = "STORE_ID"
 """File naming the store with a random id, written once: a job carries the API's, so a worker
 on another directory (a relative ATNL_MODEL_STORE, a missing volume) refuses it at once."""
+DATASETS_DIR = "datasets"
+"""Folder of the store holding uploaded data sets (``service.dataset_store``); not a model: no model.json."""
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Model ids are directory names: no path separators, no leading dot (temp dirs start with one)."""
 PARTIAL = ".{model_id}.tmp-*"
@@ -36,6 +38,11 @@ temporary directory); never listed, and left behind only by a writer killed insi
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    value = meta.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def new_model_id(family: str) -> str:
@@ -119,14 +126,20 @@ class ModelStore:
         return str(cls._meta(path).get("created_at", ""))
 
     def describe(self, model_id: str) -> dict[str, Any]:
-        """id, family, dataset, created_at and metrics from model.json (None / {} where unreadable)."""
+        """id, family, dataset, labels, image shape, preprocessing, created_at and metrics from
+        model.json (None / [] / {} where unreadable)."""
         meta = self._meta(self.checkpoint(model_id))
-        data = meta.get("data")
+        data, cfg, labels = (_section(meta, key) for key in ("data", "model_config", "labels"))
         metrics = meta.get("metrics")
+        names = labels.get("names")
+        size = cfg.get("image_size")
         return {
             "id": model_id,
             "family": _text(meta.get("family")),
-            "dataset": _text(data.get("spec")) if isinstance(data, dict) else None,
+            "dataset": _text(data.get("spec")),
+            "labels": [str(n) for n in names] if isinstance(names, list) else [],
+            "image_shape": [cfg.get("channels", 1), size, size] if isinstance(size, int) else None,
+            "preprocess": _text(cfg.get("preprocess", "digits")) if cfg else None,
             "created_at": _text(meta.get("created_at")),
             "metrics": metrics if isinstance(metrics, dict) else {},
         }

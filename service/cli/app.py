@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from service.cli.evaluate import eval_cmd
+from service.cli.offline import hallucinate_cmd, interpolate_cmd
 from service.cli.serve import serve_cmd, worker_cmd
 from service.cli.train import TrainCommand, train_cmd
 from service.version import package_version
@@ -29,6 +30,8 @@ app.command("train", cls=TrainCommand)(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("serve")(serve_cmd)
 app.command("worker")(worker_cmd)
+app.command("interpolate")(interpolate_cmd)
+app.command("hallucinate")(hallucinate_cmd)
 
 
 def add_plugins(target: typer.Typer) -> None:

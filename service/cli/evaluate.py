@@ -20,9 +20,11 @@ def eval_cmd(
 ) -> None:
     """The metrics of one checkpoint (docs/API.md §8.1), on its recorded test split."""
     from models.checkpoint import CheckpointError, load_checkpoint, update_meta
-    from models.data import DatasetError, load_dataset, split_indices
+    from models.data import DatasetError, split_indices
     from models.metrics import evaluate
-    from service.settings import cache_dir
+    from models.pipeline import load_model_dataset
+    from service.settings import cache_dir, get_settings
+    from service.store import DATASETS_DIR
 
     try:
         model = load_checkpoint(checkpoint)
@@ -30,7 +32,7 @@ def eval_cmd(
         raise typer.BadParameter(str(e)) from e
     meta = model.meta
     try:
-        data = load_dataset(meta["data"]["spec"])
+        data = load_model_dataset(model, get_settings().model_store / DATASETS_DIR)
     except DatasetError as e:  # e.g. a folder: or mnist-idx: data set that moved since training
         raise typer.BadParameter(f"its data set cannot be read: {e}", param_hint="CHECKPOINT") from e
     train_idx, test_idx = split_indices(data.labels, meta["data"]["test_fraction"], meta["data"]["split_seed"])

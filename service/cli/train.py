@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperOption
 
 from service.cli.console import console, progress_bar
 
+if TYPE_CHECKING:
+    from models.image_set import ImageSet
+    from models.training import TrainConfig
+
 FAMILY_HELP = "Model family, one of: {families} (atnl is the method; the others are baselines on the same backbone)."
 DATASET_HELP = (
     "Data set: mnist-5k (5,000 MNIST digits, embedded), pose-digits (mnist-5k in 7 rotation bins), "
-    "mnist-idx:DIR (the four MNIST IDX files in DIR) or folder:DIR (one sub-folder a label, order = sorted names)."
+    "pose-photos (colour photo tiles in rotation bins), digits-8x8 (scikit-learn's 8x8 digits), "
+    "mnist-idx:DIR (the four MNIST IDX files in DIR), folder:DIR, or an archive (.zip, .tar.gz) of one: "
+    "one sub-folder a label or labels.csv, label order from labels.txt or numeric names."
 )
 
 
@@ -48,6 +58,41 @@ def set_options(items: list[str]) -> dict[str, Any]:
     return fields
 
 
+@contextlib.contextmanager
+def dataset_directory(spec: str) -> Iterator[str]:
+    """``spec``, or for the path of an archive (a zip or tar.gz file, told by its first bytes),
+    ``folder:`` its contents, unpacked under the API's caps into a temporary directory."""
+    path = Path(spec)
+    if ":" in spec or not path.is_file():
+        yield spec
+        return
+    from service.archive_members import ArchiveCaps
+    from service.archives import extract_archive
+    from service.errors import ServiceError
+    from service.settings import get_settings
+
+    with tempfile.TemporaryDirectory(prefix="atnl-archive-") as tmp, path.open("rb") as f:
+        try:
+            extract_archive(f, Path(tmp) / "data", ArchiveCaps.from_settings(get_settings()))
+        except ServiceError as e:
+            raise typer.BadParameter(f"{path}: {e.detail}", param_hint="--dataset") from e
+        yield f"folder:{Path(tmp) / 'data'}"
+
+
+def load_cli_dataset(cfg: TrainConfig) -> ImageSet:
+    """The data set ``cfg`` names (a spec or an archive's path), or a one-line usage error."""
+    from models.errors import InputError
+    from models.pipeline import load_config_dataset
+
+    with dataset_directory(cfg.dataset) as spec:
+        try:
+            data = load_config_dataset(replace(cfg, dataset=spec))
+        except InputError as e:
+            raise typer.BadParameter(str(e), param_hint="--dataset") from e
+    data.spec = cfg.dataset
+    return data
+
+
 def train_cmd(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
     family: Annotated[str, typer.Option(help=FAMILY_HELP.format(families="atnl and the baselines"))] = "atnl",
@@ -55,20 +100,30 @@ def train_cmd(
     epochs: Annotated[int | None, typer.Option(help="Passes over the training split.")] = None,
     latent_dim: Annotated[int | None, typer.Option(help="Latent size d.")] = None,
     margin: Annotated[float | None, typer.Option(help="ATNL angular margin per label gap, radians.")] = None,
+    preprocess: Annotated[
+        str | None, typer.Option(help="digits (ink crop), fit (centre crop + resize, colour kept) or auto.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the model's input; default: the data set's.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the split, weights and batches.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     option: Annotated[list[str] | None, typer.Option("--set", help="Any other TrainConfig field, as KEY=JSON.")] = None,
 ) -> None:
     """Train a model and write its checkpoint to OUT."""
-    from models.data import load_dataset
     from models.device import resolve_device
     from models.errors import InputError
     from models.pipeline import train_to_checkpoint
     from models.training import TrainConfig
 
     fields: dict[str, Any] = {"family": family, "dataset": dataset, "seed": seed, "device": device}
-    for name, value in (("epochs", epochs), ("latent_dim", latent_dim), ("margin", margin)):
+    named = (
+        ("epochs", epochs),
+        ("latent_dim", latent_dim),
+        ("margin", margin),
+        ("preprocess", preprocess),
+        ("image_size", image_size),
+    )
+    for name, value in named:
         if value is not None:
             fields[name] = value
     fields.update(set_options(option or []))
@@ -83,10 +138,7 @@ def train_cmd(
         resolve_device(cfg.device)
     except InputError as e:
         raise typer.BadParameter(str(e), param_hint="--device") from e
-    try:
-        data = load_dataset(cfg.dataset)
-    except InputError as e:
-        raise typer.BadParameter(str(e), param_hint="--dataset") from e
+    data = load_cli_dataset(cfg)
 
     with progress_bar() as bar:
         task = bar.add_task(f"train {cfg.family}", total=cfg.epochs, info="")

@@ -41,7 +41,9 @@ router = APIRouter(prefix="/v1", tags=["inference"], route_class=QueryOptionsRou
 IMAGE_TYPES = "image/png, image/jpeg"
 """Media types of an image part (its Content-Type is not checked: the bytes are)."""
 PREPROCESS_DOC = (
-    "mnist (default): invert light backgrounds, crop to the ink, centre by mass in 20x20 of 28x28; none: grey + resize only."
+    "model (default): the active model's own (GET /v1/models/active: preprocess); digits: invert light backgrounds, "
+    "crop to the ink, centre by mass in 20/28 of the side (mnist is the same); fit: centre crop to a square and "
+    "resize, colour kept; none: resize only."
 )
 STEPS_DOC = f"Frames, endpoints included (default {STEPS.default_env}; at most {STEPS.env})."
 IMAGE_DOC = "A PNG or JPEG image (image/png, image/jpeg), any size and mode, with some ink on it; at most ATNL_MAX_UPLOAD_BYTES."
@@ -63,7 +65,7 @@ Images = Annotated[
     list[UploadFile],
     File(min_length=1, description=f"{IMAGE_DOC} One or more, at most ATNL_MAX_FILES.", json_schema_extra=bound("files")),
 ]
-Preprocess = Annotated[Literal["mnist", "none"], Form(description=PREPROCESS_DOC)]
+Preprocess = Annotated[Literal["model", "digits", "fit", "none", "mnist"], Form(description=PREPROCESS_DOC)]
 
 
 def multipart(*images: str, **constraints: Any) -> dict[str, Any]:
@@ -98,10 +100,10 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     openapi_extra=multipart("files"),
     responses=problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
 )
-async def encode(engine: EngineDep, files: Images, preprocess: Preprocess = "mnist") -> EncodeResponse:
+async def encode(engine: EngineDep, files: Images, preprocess: Preprocess = "model") -> EncodeResponse:
     """Images -> unit latent vectors ẑ, one per image."""
     blobs = await read_uploads(files)
-    encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess == "mnist")
+    encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess)
     return EncodeResponse(model_id=encoded.model_id, latents=encoded.latents.tolist())
 
 
@@ -130,11 +132,11 @@ async def interpolate(
     steps: Annotated[int | None, Form(ge=STEPS.minimum, description=STEPS_DOC, json_schema_extra=bound("steps"))] = None,
     method: Annotated[Method, Form(description="slerp on the sphere, or lerp.")] = "slerp",
     format: Annotated[MorphFormat, Form(description="json, png (frames side by side) or gif.")] = "json",
-    preprocess: Preprocess = "mnist",
+    preprocess: Preprocess = "model",
 ) -> Any:
     """Two images -> ``steps`` frames decoded along the path between their latents."""
     blobs = await read_uploads([start], "start") + await read_uploads([end], "end")
-    morph = await engine.interpolate(Uploads(blobs, ("start", "end")), steps, method, preprocess == "mnist", format)
+    morph = await engine.interpolate(Uploads(blobs, ("start", "end")), steps, method, preprocess, format)
     if morph.file is not None:
         return file_response(morph.file, f"image/{format}", morph.model_id)
     return InterpolateResponse(model_id=morph.model_id, method=morph.method, omegas=morph.omegas, frames=b64(morph.pngs))
@@ -178,7 +180,7 @@ async def hallucinate(
     strategy: Annotated[Strategy | None, Form(description="Default: restyle for atnl models, both for the baselines.")] = None,
     seed: Annotated[int, Form(ge=0, le=SEED_MAX, description="Same seed and inputs, same outputs.")] = 0,
     format: Annotated[BatchFormat, Form(description="json, or zip (PNGs, labels.csv and disagreements.csv).")] = "json",
-    preprocess: Preprocess = "mnist",
+    preprocess: Preprocess = "model",
     filter: Annotated[
         Filter,
         Form(
@@ -189,7 +191,7 @@ async def hallucinate(
 ) -> Any:
     """A few labelled images -> new labelled images made by semantic interpolation."""
     blobs = await read_uploads(files)
-    plan = HallucinationPlan(per_class, n, strategy, seed, preprocess == "mnist", format, filter)
+    plan = HallucinationPlan(per_class, n, strategy, seed, preprocess, format, filter)
     made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan)
     if made.file is not None:
         return file_response(made.file, "application/zip", made.model_id, "hallucinated.zip")

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from service.bounds import TRAIN_BOUNDS
-from service.datasets import BUILT_IN, allowed_dataset
+from service.dataset_store import DatasetStore
+from service.datasets import BUILT_IN, allowed_dataset, is_upload, upload_root
 from service.deps import RedisDep, SettingsDep, TokenDep
 from service.errors import (
     Forbidden,
@@ -53,9 +54,11 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
             bound.check(name, given[name], settings)
     if "dataset" in given:
         spec = given["dataset"]
-        if spec not in BUILT_IN and settings.data_roots and not re.match(dataset_pattern(settings.data_roots), spec):
+        directory = spec not in BUILT_IN and not is_upload(spec)
+        if directory and settings.data_roots and not re.match(dataset_pattern(settings.data_roots), spec):
             raise InvalidInput("dataset: a DIR below a data root (ATNL_DATA_ROOTS), no '.' or '..' segments", field="dataset")
-        given["dataset"] = allowed_dataset(spec, settings.data_roots)
+        uploads = DatasetStore(upload_root(settings.model_store))
+        given["dataset"] = allowed_dataset(spec, settings.data_roots, uploads.exists)
     try:
         TrainConfig.from_dict(given)
     except (ValueError, TypeError) as e:

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 from rq.job import Job
 
+from service.datasets import upload_root
 from service.settings import get_settings
 from service.store import ModelStore
 
@@ -183,7 +184,13 @@ def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id
             limit_cuda_memory(settings.cuda_memory_fraction)
         cfg = TrainConfig.from_dict(config)
         channel.publish({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "step": 0, "steps": 0, "loss": None})
-        path = train_to_checkpoint(cfg, store.path(model_id), on_progress=channel.on_progress, should_stop=channel.should_stop)
+        path = train_to_checkpoint(
+            cfg,
+            store.path(model_id),
+            on_progress=channel.on_progress,
+            should_stop=channel.should_stop,
+            upload_root=upload_root(settings.model_store),  # upload:ID data sets; model.json keeps their labels and counts
+        )
     except Exception as e:
         channel.failed(e)
         raise

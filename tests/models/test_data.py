@@ -1,4 +1,5 @@
-"""Data sets of docs/API.md §7: mnist-5k, mnist-idx:DIR, folder:DIR, pose-digits; seeded splits; bad specs."""
+"""Data sets of docs/API.md §7: mnist-5k, mnist-idx:DIR, folder:DIR (label order, colour, sides), pose-digits;
+seeded splits; bad specs."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def digit_like(size: int, ink: int, paper: int, mode: str = "L") -> Image.Image:
 
 
 def make_folder(root: Path) -> Path:
-    # Names sort into the label order; a stray file and a non-image are ignored.
+    # Names that are not numbers: labels.txt gives the order; a stray file at the top is ignored.
     (root / "01_+0deg").mkdir(parents=True)
     (root / "00_-45deg").mkdir()
     (root / "02_+45deg").mkdir()
@@ -124,23 +125,24 @@ def make_folder(root: Path) -> Path:
     digit_like(40, ink=20, paper=235, mode="RGB").save(root / "00_-45deg" / "b.JPG", quality=95)  # dark on light
     digit_like(64, ink=0, paper=255).save(root / "01_+0deg" / "scan.jpeg", quality=95)
     digit_like(28, ink=200, paper=10, mode="RGBA").save(root / "02_+45deg" / "x.png")
-    (root / "02_+45deg" / "notes.txt").write_text("not an image")
     (root / "README").write_text("not a label folder")
+    (root / "labels.txt").write_text("00_-45deg\n01_+0deg\n02_+45deg\n")
     return root
 
 
-def test_folder_reads_png_and_jpeg_with_sorted_label_order(tmp_path: Path) -> None:
+def test_folder_reads_png_and_jpeg_in_the_order_of_labels_txt(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "poses")
-    data = load_dataset(f"folder:{root}")
-    assert data.spec == f"folder:{root}"
-    assert data.label_names == ["00_-45deg", "01_+0deg", "02_+45deg"]
-    assert data.labels.tolist() == [0, 0, 1, 2]
+    (root / "labels.txt").write_text("02_+45deg\n00_-45deg\n01_+0deg\n")
+    data = load_dataset(f"folder:{root}", preprocess="digits")
+    assert data.spec == f"folder:{root}" and data.preprocess == "digits"
+    assert data.label_names == ["02_+45deg", "00_-45deg", "01_+0deg"]
+    assert data.labels.tolist() == [0, 1, 1, 2]
     assert data.images.shape == (4, 1, 28, 28) and data.images.dtype == torch.float32
     assert data.images.min() >= 0.0 and data.images.max() <= 1.0
 
 
-def test_folder_inverts_light_backgrounds(tmp_path: Path) -> None:
-    data = load_dataset(f"folder:{make_folder(tmp_path / 'poses')}")
+def test_folder_digits_preprocessing_inverts_light_backgrounds(tmp_path: Path) -> None:
+    data = load_dataset(f"folder:{make_folder(tmp_path / 'poses')}", preprocess="digits")
     for img in data.images:
         # After loading, every image is bright ink on a dark background, whatever it was on disk.
         centre, corner = img[0, 12:16, 12:16].mean(), img[0, :4, :4].mean()
@@ -148,17 +150,50 @@ def test_folder_inverts_light_backgrounds(tmp_path: Path) -> None:
         assert img.mean() < 0.5
 
 
+def colour_folder(root: Path, names: list[str], size: tuple[int, int] = (40, 30)) -> Path:
+    """One folder per name, two RGB images each: a bar whose colour and place follow the label."""
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            arr = np.full((size[1], size[0], 3), 200, np.uint8)
+            arr[5:20, 3 + 4 * k : 7 + 4 * k] = (40 * k, 255 - 40 * k, 60 * i)
+            Image.fromarray(arr).save(root / name / f"{i}.png")
+    return root
+
+
+def test_numeric_label_names_sort_as_numbers_not_as_text(tmp_path: Path) -> None:
+    data = load_dataset(f"folder:{colour_folder(tmp_path / 'sizes', ['40', '5', '20', '10'])}")
+    assert data.label_names == ["5", "10", "20", "40"]  # text order would be 10, 20, 40, 5
+    assert data.counts == {"5": 2, "10": 2, "20": 2, "40": 2}
+
+
+def test_fit_keeps_colour_at_the_smallest_side(tmp_path: Path) -> None:
+    data = load_dataset(f"folder:{colour_folder(tmp_path / 'c', ['1', '2', '3'])}")
+    assert data.preprocess == "fit" and data.image_shape == [3, 30, 30] and data.label_safe_rotation == 0.0
+    assert (data.images[:, 0] - data.images[:, 1]).abs().max() > 0.3  # the channels differ: colour kept
+    assert load_dataset(f"folder:{tmp_path / 'c'}", image_size=12).image_shape == [3, 12, 12]
+
+
+def test_words_without_labels_txt_are_refused_not_guessed(tmp_path: Path) -> None:
+    colour_folder(tmp_path / "w", ["small", "medium", "large"])
+    with pytest.raises(DatasetError, match="add labels.txt"):
+        load_dataset(f"folder:{tmp_path / 'w'}")
+
+
 def test_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="is not a directory"):
         load_dataset(f"folder:{tmp_path / 'missing'}")
-    (tmp_path / "only").mkdir()
-    digit_like(28, 255, 0).save(tmp_path / "only" / "a.png")
-    with pytest.raises(DatasetError, match="at least two label sub-folders"):
-        load_dataset(f"folder:{tmp_path}")
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "a.gif").write_bytes(b"GIF89a")
-    with pytest.raises(DatasetError, match="has no PNG/JPEG images"):
-        load_dataset(f"folder:{tmp_path}")
+    colour_folder(tmp_path / "two", ["1", "2"])
+    with pytest.raises(DatasetError, match="at least 3 labels"):
+        load_dataset(f"folder:{tmp_path / 'two'}")
+    colour_folder(tmp_path / "gif", ["1", "2", "3"])
+    (tmp_path / "gif" / "3" / "a.gif").write_bytes(b"GIF89a")
+    with pytest.raises(DatasetError, match="3/a.gif: not a PNG or JPEG"):
+        load_dataset(f"folder:{tmp_path / 'gif'}")
+    colour_folder(tmp_path / "bad", ["1", "2", "3"])
+    (tmp_path / "bad" / "3" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="3/x.png: not a readable"):
+        load_dataset(f"folder:{tmp_path / 'bad'}")
 
 
 # --- pose-digits -----------------------------------------------------------------------------------

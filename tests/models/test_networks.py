@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.data import ImageSet
+from models.errors import InputError
 from models.networks import ModelConfig, SemanticAutoencoder
 from models.order_circle import sector_centres
 
@@ -98,3 +99,20 @@ def test_only_models_with_an_order_circle_read_labels(mnist_500: ImageSet) -> No
         baseline.label_probs(mnist_500.images[:2])
     with pytest.raises(ValueError, match="label_reader needs num_labels >= 2"):
         SemanticAutoencoder(ModelConfig(latent_dim=6, label_reader=True))
+
+
+@pytest.mark.parametrize(("side", "channels"), [(8, 1), (9, 3), (28, 1), (48, 3), (50, 3), (128, 3)])
+def test_the_backbone_builds_its_conv_stack_for_any_side_and_channels(side: int, channels: int) -> None:
+    from models.networks import GRID_SIDE, conv_sides
+
+    model = SemanticAutoencoder(ModelConfig(image_size=side, channels=channels, latent_dim=5))
+    z = model.encode(torch.rand(2, channels, side, side))
+    assert model.decode(z).shape == (2, channels, side, side)
+    assert conv_sides(side)[-1] <= GRID_SIDE
+
+
+def test_sides_below_eight_and_other_channel_counts_are_refused() -> None:
+    with pytest.raises(InputError, match="at least 8"):
+        SemanticAutoencoder(ModelConfig(image_size=6))
+    with pytest.raises(InputError, match="channels must be 1"):
+        SemanticAutoencoder(ModelConfig(channels=4))

@@ -7,6 +7,8 @@
   "binary": the image parts of a valid (positive) case are sent as real images.
 - POST /v1/hallucinate takes one label per image: a valid case is sent with as many
   labels as files (the shorter list repeated).
+- POST /v1/datasets takes a zip or tar.gz of labelled images where the schema can only
+  say "binary": a valid case sends examples/digits.zip.
 
 Both are done on the request sent, not on the case: schemathesis takes any case whose
 body was edited and holds files for an invalid one. A failure's "Reproduce with" shows
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -51,6 +54,8 @@ def _image(seed: int) -> bytes:
 
 IMAGES = [_image(seed) for seed in range(16)]
 """A few images, reused: cases differ in everything else."""
+DATASET_ARCHIVE = (Path(__file__).resolve().parents[2] / "examples" / "digits.zip").read_bytes()
+"""A labelled data set (one folder a label) for POST /v1/datasets."""
 
 
 def image_parts(operation: Any) -> list[str]:
@@ -85,7 +90,10 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     body = dict(case.body)
     if case.operation.path == "/v1/hallucinate":
         _one_label_per_file(body)
-    _real_images(body, names, sum(map(ord, case.id)))
+    if case.operation.path == "/v1/datasets" and "archive" in body:
+        body["archive"] = Binary(DATASET_ARCHIVE)
+    else:
+        _real_images(body, names, sum(map(ord, case.id)))
     kwargs.update(multipart_serializer(SerializationContext(case=case), body))
 
 

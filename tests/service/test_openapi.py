@@ -115,7 +115,13 @@ async def test_bounds_are_this_deployments(spec, settings) -> None:
 async def test_the_token_guarded_operations_declare_the_bearer_scheme(settings) -> None:
     spec = create_app(settings.model_copy(update={"api_token": SecretStr("t")})).openapi()
     guarded = {key for key, op in operations(spec).items() if op.get("security")}
-    assert guarded == {("POST", "/v1/train"), ("POST", "/v1/models/{model_id}/activate"), ("DELETE", "/v1/jobs/{job_id}")}
+    assert guarded == {
+        ("POST", "/v1/train"),
+        ("POST", "/v1/models/{model_id}/activate"),
+        ("DELETE", "/v1/jobs/{job_id}"),
+        ("POST", "/v1/datasets"),
+        ("DELETE", "/v1/datasets/{dataset_id}"),
+    }
     assert "securitySchemes" not in create_app(settings).openapi()["components"]
 
 

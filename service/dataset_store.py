@@ -1,0 +1,246 @@
+"""Uploaded data sets: a folder of the model store, one canonical directory each.
+
+    <store>/datasets/<id>/images/<label index>/<n>.png   every image, re-encoded (L or RGB)
+    <store>/datasets/<id>/labels.txt                     label names in order, one a line
+    <store>/datasets/<id>/labels.csv                     file,label of every image
+    <store>/datasets/<id>/dataset.json                   what GET /v1/datasets/{id} answers
+
+An upload is unpacked (service.archives) into a temporary folder of the store whose name
+starts with a dot (never listed), read as a labelled folder (models.layout: the one
+label-order rule), every image decoded within the service's caps and written again as
+PNG (the user's bytes are never kept), then renamed to its id in one step. labels.txt
+and labels.csv make the directory a ``models.layout`` folder again, so the worker
+reads it as ``upload:ID`` with the same rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image
+
+from models.layout import LABELS_CSV, LABELS_TXT, Layout, LayoutError, read_layout
+from service.archive_members import ARCHIVE_FIELD, ArchiveCaps, refused
+from service.archives import extract_archive
+from service.datasets import DATASET_ID
+from service.errors import DatasetNotFound, InvalidInput, ServiceError, redact_paths
+from service.imaging import ImageCaps, open_image
+
+RECORD = "dataset.json"
+IMAGES = "images"
+PARTIAL_PREFIXES = (".upload-", ".deleting-")
+"""Temporary folders: an upload being built, a data set being removed."""
+PARTIAL_MAX_AGE_SECONDS = 3600.0
+"""A temporary folder this old was left by a process killed inside an upload or delete."""
+MAX_LABEL_CHARS = 128
+NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
+"""Characters dropped from an archive's file name to make the data set's name."""
+
+
+def new_dataset_id() -> str:
+    """``ds-<UTC time>-<random>``: sorts by creation time, unique across processes."""
+    return f"ds-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def dataset_name(filename: str | None) -> str:
+    """The archive's file name without folders or odd characters, at most 128 characters."""
+    base = re.split(r"[/\\]", filename or "")[-1]
+    return NAME_CHARS.sub("_", base).strip(" ._")[:128] or "archive"
+
+
+def check_labels(names: list[str]) -> None:
+    for name in names:
+        if len(name) > MAX_LABEL_CHARS or not name.isprintable() or name != name.strip():
+            raise InvalidInput(
+                f"archive: label {name[:40]!r} must be printable, without spaces around it, and at most "
+                f"{MAX_LABEL_CHARS} characters",
+                field=ARCHIVE_FIELD,
+            )
+
+
+def canonical_image(img: Image.Image) -> tuple[Image.Image, bool]:
+    """(image as stored, whether it is in colour): grey as "L", colour as "RGB"; transparency is
+    flattened onto white, and an RGB image whose three channels agree is grey."""
+    if img.mode == "F":  # 16- and 32-bit integer images, scaled to [0, 1] by open_image
+        return Image.fromarray((np.clip(np.asarray(img), 0, 1) * 255 + 0.5).astype(np.uint8), mode="L"), False
+    if img.mode in ("LA", "RGBA"):
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
+    if img.mode == "L":
+        return img, False
+    rgb = np.asarray(img.convert("RGB"))  # (H, W, 3)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return Image.fromarray(np.ascontiguousarray(rgb[..., 0]), mode="L"), False
+    return img.convert("RGB"), True
+
+
+def decode_member(path: Path, member: str, caps: ImageCaps) -> Image.Image:
+    """Decode one image of the archive within ``caps``; a refusal names the member (field ``archive``)."""
+    try:
+        return open_image(path.read_bytes(), caps, f"archive member {member!r}")
+    except ServiceError as e:
+        raise type(e)(e.detail, field=ARCHIVE_FIELD) from e
+
+
+class DatasetStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def ensure(self) -> DatasetStore:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def path(self, dataset_id: str) -> Path:
+        """Directory of ``dataset_id``; InvalidInput for an id that is not one this store makes."""
+        if not DATASET_ID.match(dataset_id):
+            raise InvalidInput(f"invalid data set id {dataset_id[:64]!r}", field="dataset_id")
+        return self.root / dataset_id
+
+    def exists(self, dataset_id: str) -> bool:
+        return bool(DATASET_ID.match(dataset_id)) and (self.root / dataset_id / RECORD).is_file()
+
+    def ids(self) -> list[str]:
+        """Ids of every complete data set, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p.name for p in self.root.iterdir() if DATASET_ID.match(p.name) and (p / RECORD).is_file()]
+        return sorted(found, key=lambda i: (self._created_at(i), i))
+
+    def _created_at(self, dataset_id: str) -> str:
+        try:
+            return str(self.describe(dataset_id).get("created_at", ""))
+        except DatasetNotFound:
+            return ""
+
+    def describe(self, dataset_id: str) -> dict[str, Any]:
+        """dataset.json of ``dataset_id``; DatasetNotFound when there is none."""
+        try:
+            record = json.loads((self.path(dataset_id) / RECORD).read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)") from None
+        if not isinstance(record, dict):
+            raise DatasetNotFound(f"data set {dataset_id!r} has no readable record")
+        return record
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``describe`` of every data set, oldest first (reads every dataset.json: call it off the event loop)."""
+        out = []
+        for dataset_id in self.ids():
+            try:
+                out.append(self.describe(dataset_id))
+            except DatasetNotFound:  # deleted meanwhile
+                continue
+        return out
+
+    def delete(self, dataset_id: str) -> None:
+        """Remove ``dataset_id``: renamed away in one step (a reader sees all of it or none), then deleted."""
+        path = self.path(dataset_id)
+        gone = self.root / f"{PARTIAL_PREFIXES[1]}{dataset_id}-{secrets.token_hex(4)}"
+        try:
+            os.rename(path, gone)
+        except FileNotFoundError:
+            raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)") from None
+        shutil.rmtree(gone, ignore_errors=True)
+
+    def remove_partials(self, max_age_seconds: float = PARTIAL_MAX_AGE_SECONDS) -> list[str]:
+        """Delete temporary folders older than ``max_age_seconds`` (left by a killed process); their names."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        now = time.time()
+        for p in self.root.iterdir():
+            if p.name.startswith(PARTIAL_PREFIXES) and p.is_dir() and now - p.stat().st_mtime > max_age_seconds:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+        return removed
+
+    def create(
+        self, archive: IO[bytes] | str | Path, caps: ArchiveCaps, image_caps: ImageCaps, filename: str | None = None
+    ) -> dict[str, Any]:
+        """Store the labelled images of a zip or tar.gz ``archive`` (an open binary file or a path) as a new
+        data set; its record (dataset.json). ``filename`` names it (default: the path's name).
+        InvalidInput, BadImage or PayloadTooLarge (field ``archive``) for an archive refused; nothing
+        is left behind then. Slow (decodes every image): call it off the event loop."""
+        self.ensure().remove_partials()
+        work = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIXES[0], dir=self.root))
+        try:
+            if isinstance(archive, str | Path):
+                with open(archive, "rb") as f:
+                    extract_archive(f, work / "unpacked", caps)
+                filename = filename or Path(archive).name
+            else:
+                extract_archive(archive, work / "unpacked", caps)
+            try:
+                layout = read_layout(work / "unpacked")
+            except LayoutError as e:
+                raise InvalidInput(f"archive: {redact_paths(str(e))}", field=ARCHIVE_FIELD) from e
+            built = work / "dataset"
+            record = self._write(layout, work / "unpacked", built, image_caps, dataset_name(filename))
+            os.rename(built, self.root / record["id"])
+            return record
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _write(self, layout: Layout, unpacked: Path, out: Path, caps: ImageCaps, name: str) -> dict[str, Any]:
+        """The canonical directory of ``layout`` in ``out``; its record, written last."""
+        check_labels(layout.label_names)
+        members = [path.relative_to(unpacked).as_posix() for path in layout.files]
+        if len(set(members)) < len(members):
+            twice = next(m for k, m in enumerate(members) if m in members[:k])
+            raise refused(twice, f"{LABELS_CSV} names this image twice")
+        counters = [0] * len(layout.label_names)
+        sizes, colour, stored, rows = [], False, 0, []
+        for path, member, label in zip(layout.files, members, layout.labels, strict=True):
+            img, in_colour = canonical_image(decode_member(path, member, caps))
+            colour |= in_colour
+            sizes.append((img.height, img.width))
+            rel = f"{IMAGES}/{label}/{counters[label]}.png"
+            counters[label] += 1
+            (out / IMAGES / str(label)).mkdir(parents=True, exist_ok=True)
+            img.save(out / rel, format="PNG")
+            stored += (out / rel).stat().st_size
+            rows.append((rel, layout.label_names[label]))
+        stored += self._write_labels(out, layout.label_names, rows)
+        heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
+        record = {
+            "id": self._free_id(),
+            "name": name,
+            "labels": layout.label_names,
+            "counts": dict(zip(layout.label_names, counters, strict=True)),
+            "image_shape": [3 if colour else 1, min(heights), min(widths)],
+            "size_range": {"min": [min(heights), min(widths)], "max": [max(heights), max(widths)]},
+            "images": len(rows),
+            "created_at": datetime.now(UTC).isoformat(),
+            "bytes": stored,
+        }
+        (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        return record
+
+    @staticmethod
+    def _write_labels(out: Path, names: list[str], rows: list[tuple[str, str]]) -> int:
+        """labels.txt and labels.csv (``models.layout`` reads the directory back with them); bytes written."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["file", "label"])
+        writer.writerows(rows)
+        (out / LABELS_CSV).write_text(buffer.getvalue(), encoding="utf-8")
+        (out / LABELS_TXT).write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+        return (out / LABELS_CSV).stat().st_size + (out / LABELS_TXT).stat().st_size
+
+    def _free_id(self) -> str:
+        while True:
+            dataset_id = new_dataset_id()
+            if not (self.root / dataset_id).exists():
+                return dataset_id
