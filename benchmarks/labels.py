@@ -100,7 +100,7 @@ def few_shot_sets(data: ImageSet, test: list[int], cfg: LabelsConfig) -> dict[st
     """The README's example (through the API's preprocessing) and ``draws`` seeded k-shot sets of the test split."""
     s = Settings(_env_file=None)
     limits = imaging.ImageCaps(s.max_pixels, s.max_decoded_bytes)
-    readme = np.stack([imaging.load_image((EXAMPLES / f"{n}.png").read_bytes(), 28, True, limits) for n, _ in README_SET])
+    readme = np.stack([imaging.load_image((EXAMPLES / f"{n}.png").read_bytes(), 28, "digits", limits)[0] for n, _ in README_SET])
     sets = {"README example": (torch.from_numpy(readme)[:, None], torch.tensor([y for _, y in README_SET]))}
     rng = np.random.default_rng(cfg.seed)
     labels = data.labels[test].numpy()

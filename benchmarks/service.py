@@ -164,12 +164,12 @@ class InProcess:
         big, one = uploads(bodies.pngs[:BIG_IMAGES]), uploads(bodies.pngs[:1])
         pair = uploads(bodies.pngs[:2], ["start", "end"])
         few, labels = uploads([png for png, _ in bodies.labelled]), [label for _, label in bodies.labelled]
-        plan = HallucinationPlan(2, None, None, 0, False, "json")
+        plan = HallucinationPlan(2, None, None, 0, "none", "json")
         self.calls: dict[str, Callable[[], Any]] = {
-            "encode64": lambda: lm.encode(big, False, limits),
-            "interpolate14": lambda: lm.interpolate(pair, MORPH_FRAMES, "slerp", False, "json", limits),
-            "encode1": lambda: lm.encode(one, False, limits),
-            "interpolate8": lambda: lm.interpolate(pair, 8, "slerp", False, "json", limits),
+            "encode64": lambda: lm.encode(big, "none", limits),
+            "interpolate14": lambda: lm.interpolate(pair, MORPH_FRAMES, "slerp", "none", "json", limits),
+            "encode1": lambda: lm.encode(one, "none", limits),
+            "interpolate8": lambda: lm.interpolate(pair, 8, "slerp", "none", "json", limits),
             "hallucinate": lambda: lm.hallucinate(few, labels, plan, limits),
         }
 

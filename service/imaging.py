@@ -103,8 +103,8 @@ def _plan(img: Image.Image, caps: ImageCaps, field: str) -> int:
             f"{field}: image is {w}x{h} = {w * h} pixels; the limit is {caps.max_pixels} (ATNL_MAX_PIXELS)", field=field
         )
     if img.format in ("JPEG", "MPO") and max(w, h) > WORK_SIDE:
-        # Decode at a reduced DCT scale (1/2, 1/4 or 1/8): far cheaper and smaller.
-        img.draft("L", (max(1, w * WORK_SIDE // max(w, h)), max(1, h * WORK_SIDE // max(w, h))))
+        # Decode at a reduced DCT scale (1/2, 1/4 or 1/8), in its own mode (colour kept): far cheaper and smaller.
+        img.draft(img.mode, (max(1, w * WORK_SIDE // max(w, h)), max(1, h * WORK_SIDE // max(w, h))))
     dw, dh = img.size
     need = dw * dh * bytes_per_pixel(img.mode)
     if working_mode(img) != img.mode:

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     and counted again as they are written."""
     max_member_bytes: int = Field(16 * 1024 * 1024, ge=1)
     """Largest single member of an archive once unpacked, bytes (header and written bytes both)."""
+    max_image_side: int = Field(128, ge=8)
+    """Largest side of a model's square input: a training request's ``image_size`` at most, and
+    the side an uploaded data set of larger images trains at when the request gives none."""
     max_compression_ratio: float = Field(200.0, ge=1)
     """Most a zip member, or a whole tar.gz, may inflate: unpacked bytes per compressed byte
     (zip bombs), checked from the headers and while unpacking; members under 64 KiB are exempt."""

@@ -78,7 +78,8 @@ async def upload_dataset(request: Request, response: Response, datasets: Dataset
 
     try:
         async with cancel_on_disconnect():
-            record = await anyio.to_thread.run_sync(create)
+            record = await anyio.to_thread.run_sync(create)  # runs to its end even if the client leaves
+            await anyio.lowlevel.checkpoint()  # where a client that left meanwhile cancels the request
     except ClientDisconnected:  # no one will learn its id: keep nothing
         for dataset_id in created:
             await anyio.to_thread.run_sync(datasets.delete, dataset_id)

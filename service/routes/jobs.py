@@ -59,6 +59,9 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
             raise InvalidInput("dataset: a DIR below a data root (ATNL_DATA_ROOTS), no '.' or '..' segments", field="dataset")
         uploads = DatasetStore(upload_root(settings.model_store))
         given["dataset"] = allowed_dataset(spec, settings.data_roots, uploads.exists)
+        if is_upload(spec) and not given.get("image_size"):  # its images' side, within this deployment's
+            _, height, width = uploads.describe(spec.partition(":")[2])["image_shape"]
+            given["image_size"] = min(height, width, settings.max_image_side)
     try:
         TrainConfig.from_dict(given)
     except (ValueError, TypeError) as e:

@@ -8,9 +8,12 @@ import csv
 import io
 import json
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -191,14 +194,18 @@ async def test_an_archive_over_its_cap_is_refused_while_streaming(settings: Sett
         assert len(os.listdir(datasets_root(settings))) == 1
 
 
-async def post_and_leave(app, body: bytes, sent_before_leaving: int) -> int:
+async def post_and_leave(app, body: bytes, sent_before_leaving: int, leave_once: threading.Event | None = None) -> int:
     """POST ``body`` to /v1/datasets straight through ASGI, the client leaving after the first
-    ``sent_before_leaving`` bytes (all of them: while the server unpacks); the answer's status."""
+    ``sent_before_leaving`` bytes (and, if given, once ``leave_once`` is set); the answer's status."""
     messages = [{"type": "http.request", "body": body[:sent_before_leaving], "more_body": sent_before_leaving < len(body)}]
     sent: list[dict] = []
 
     async def receive() -> dict:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
+        if messages:
+            return messages.pop(0)
+        while leave_once is not None and not leave_once.is_set():
+            await anyio.sleep(0.005)
+        return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         sent.append(message)
@@ -217,8 +224,18 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing_behind(client, set
     body = multipart("a.zip", zip_of(labelled(ORDINAL, per_label=20)))
     assert await post_and_leave(client.app, body, len(body) // 2) == 499  # type: ignore[attr-defined]
     assert os.listdir(datasets_root(settings)) == []
-    assert await post_and_leave(client.app, body, len(body)) == 499  # type: ignore[attr-defined]
-    assert os.listdir(datasets_root(settings)) == []  # unpacked, stored, then removed: no one learnt its id
+    store, unpacking, created = client.app.state.datasets, threading.Event(), []  # type: ignore[attr-defined]
+    create = store.create
+
+    def create_watched(*args):
+        unpacking.set()  # the client leaves now, while this thread works
+        time.sleep(0.2)  # long enough for the server to notice
+        created.append(create(*args))
+        return created[-1]
+
+    store.create = create_watched
+    assert await post_and_leave(client.app, body, len(body), leave_once=unpacking) == 499  # type: ignore[attr-defined]
+    assert len(created) == 1 and os.listdir(datasets_root(settings)) == []  # stored, then removed: no one learnt its id
 
 
 async def test_training_on_an_upload_is_enqueued_and_a_missing_one_refused(client, settings: Settings, redis_conn) -> None:

@@ -30,7 +30,15 @@ def uploads_of(*images: np.ndarray) -> Uploads:
 
 
 def plan(**given) -> HallucinationPlan:
-    defaults = {"per_class": None, "n": None, "strategy": None, "seed": 0, "preprocess": True, "fmt": "json", "filter": "none"}
+    defaults = {
+        "per_class": None,
+        "n": None,
+        "strategy": None,
+        "seed": 0,
+        "preprocess": "digits",
+        "fmt": "json",
+        "filter": "none",
+    }
     return HallucinationPlan(**{**defaults, **given})
 
 
@@ -58,7 +66,7 @@ async def test_before_the_first_activate_there_is_no_model(engine: Engine, digit
     with pytest.raises(ModelNotReady):
         engine.current  # noqa: B018
     with pytest.raises(ModelNotReady):
-        await engine.encode(uploads_of(digits[0][0]), preprocess=True)
+        await engine.encode(uploads_of(digits[0][0]), preprocess="digits")
 
 
 async def test_activate_loads_the_model_then_points_active_at_it(engine: Engine, store: ModelStore, digits) -> None:
@@ -66,7 +74,7 @@ async def test_activate_loads_the_model_then_points_active_at_it(engine: Engine,
     assert engine.ready and engine.current is loaded and loaded.id == "tiny"
     assert store.active_id() == "tiny"
     assert set(loaded.batchers) == {"encode", "decode"}
-    encoded = await engine.encode(uploads_of(digits[3][0], digits[4][0]), preprocess=True)
+    encoded = await engine.encode(uploads_of(digits[3][0], digits[4][0]), preprocess="digits")
     assert encoded.model_id == "tiny" and encoded.latents.shape == (2, loaded.latent_dim)
 
 
@@ -92,7 +100,7 @@ async def test_a_swap_gives_new_requests_the_new_model_and_its_own_batch_queues(
     new = await engine.activate("tiny-b")
     assert engine.current is new and new.id == "tiny-b"
     assert all(new.batchers[op] is not old.batchers[op] for op in ("encode", "decode"))
-    assert (await engine.encode(uploads_of(digits[1][0]), preprocess=True)).model_id == "tiny-b"
+    assert (await engine.encode(uploads_of(digits[1][0]), preprocess="digits")).model_id == "tiny-b"
     # A request that took the old model before the swap finishes on it.
     assert old.encode(uploads_of(digits[1][0]), True, engine.image_policy).model_id == "tiny"
 

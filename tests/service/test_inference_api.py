@@ -66,7 +66,7 @@ async def test_preprocess_none_keeps_mnist_pixels(client, digits) -> None:
     from service.imaging import ImageCaps, load_image
 
     x = digits[3][0]
-    plain = load_image(png_of(x), 28, preprocess=False, caps=ImageCaps(10**6, 2**30))
+    plain = load_image(png_of(x), 28, preprocess="none", caps=ImageCaps(10**6, 2**30))[0]
     np.testing.assert_allclose(plain, x, atol=1 / 255 + 1e-6)
     r = await client.post("/v1/encode?preprocess=none", files=[("files", ("a.png", png_of(x), "image/png"))])
     assert r.status_code == 200
