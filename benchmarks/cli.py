@@ -74,6 +74,15 @@ def quality_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, de
     run_bench("quality", QualityConfig, run_quality, out, quick, device, seed, threads)
 
 
+@bench_app.command("colour")
+def colour_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
+               seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip
+    """The quality bench on pose-photos (colour photo tiles in 9 pose bins, 48x48): ATNL against the plain AE."""
+    from benchmarks.quality import QualityConfig, run_colour
+
+    run_bench("colour", QualityConfig, run_colour, out, quick, device, seed, threads)
+
+
 @bench_app.command("fewshot")
 def fewshot_cmd(out: OutOption = Path("reports"), quick: QuickOption = False, device: DeviceOption = "auto",
                 seed: SeedOption = 0, threads: ThreadsOption = 0) -> None:  # fmt: skip

@@ -5,6 +5,7 @@ interpolation paths with judged labels (paper Figure 6), and hallucination grids
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -65,6 +66,19 @@ def tsne_grid(
     return path
 
 
+def pixels(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, C) for a mosaic (C = 1 or 3)."""
+    return np.asarray(img.permute(1, 2, 0).numpy(), dtype=np.float32)
+
+
+def show(ax: Any, mosaic: np.ndarray) -> None:
+    """A (H, W, C) mosaic: grey through the grey colour map, colour as it is."""
+    if mosaic.shape[2] == 1:
+        ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(mosaic, 0, 1))
+
+
 def image_rows(rows: list[tuple[str, torch.Tensor, list[str]]], path: Path, title: str) -> Path:
     """Rows of images (T, C, H, W) in [0, 1], each image captioned by its string; saved to ``path``.
 
@@ -73,12 +87,12 @@ def image_rows(rows: list[tuple[str, torch.Tensor, list[str]]], path: Path, titl
     gap = 2
     fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * cols + 1.2, 0.95 * len(rows) + 0.6), squeeze=False)
     for (name, imgs, captions), ax in zip(rows, axes[:, 0], strict=True):
-        h, w = imgs.shape[-2:]
-        mosaic = np.ones((h, cols * (w + gap) - gap), dtype=np.float32)
+        c, h, w = imgs.shape[-3:]
+        mosaic = np.ones((h, cols * (w + gap) - gap, c), dtype=np.float32)
         for t, img in enumerate(imgs):
-            mosaic[:, t * (w + gap) : t * (w + gap) + w] = img[0].numpy()
+            mosaic[:, t * (w + gap) : t * (w + gap) + w] = pixels(img)
             ax.text(t * (w + gap) + w / 2, h + 1, captions[t], ha="center", va="top", fontsize=7)
-        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+        show(ax, mosaic)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_frame_on(False)
@@ -103,19 +117,19 @@ def hallucination_figure(
     gap = 2
     n_real = max(len(r) for _, reals, _ in panels for r in reals)
     n_fake = max(len(f) for _, _, fakes in panels for f in fakes)
-    h, w = panels[0][1][0].shape[-2:]
+    c, h, w = panels[0][1][0].shape[-3:]
     step_x, step_y = w + gap, h + gap
     left = n_real * step_x + w  # the real images, then a gap one image wide
     size = (len(panels) * 0.4 * (n_real + n_fake + 1) + 1, 0.4 * len(label_names) + 1.0)
     fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
     for (name, reals, fakes), ax in zip(panels, axes[0], strict=True):
-        mosaic = np.ones((len(label_names) * step_y - gap, left + n_fake * step_x - gap), dtype=np.float32)
+        mosaic = np.ones((len(label_names) * step_y - gap, left + n_fake * step_x - gap, c), dtype=np.float32)
         for k, (real, fake) in enumerate(zip(reals, fakes, strict=True)):
             for t, img in enumerate(real):
-                mosaic[k * step_y : k * step_y + h, t * step_x : t * step_x + w] = img[0].numpy()
+                mosaic[k * step_y : k * step_y + h, t * step_x : t * step_x + w] = pixels(img)
             for t, img in enumerate(fake):
-                mosaic[k * step_y : k * step_y + h, left + t * step_x : left + t * step_x + w] = img[0].numpy()
-        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+                mosaic[k * step_y : k * step_y + h, left + t * step_x : left + t * step_x + w] = pixels(img)
+        show(ax, mosaic)
         ax.set_yticks([k * step_y + h / 2 for k in range(len(label_names))], label_names, fontsize=8)
         ax.set_xticks([n_real * step_x / 2, left + n_fake * step_x / 2], ["real (train)", "hallucinated"], fontsize=9)
         ax.xaxis.tick_top()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -416,8 +416,25 @@ def figure6_table(r: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def run_quality(cfg: QualityConfig, out: Path, command: str, on_progress: ProgressFn = no_progress) -> dict[str, Any]:
-    """Run the benchmark and write ``out/quality.md``, ``quality.json`` and the PNG figures."""
+COLOUR_DATASETS, COLOUR_FAMILIES = ("pose-photos",), ("ae", "atnl")
+"""``atnl bench colour``: the quality bench on the colour set of real photographs, ATNL against the plain AE."""
+
+
+def run_colour(cfg: QualityConfig, out: Path, command: str, on_progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """The quality bench on ``COLOUR_DATASETS`` and ``COLOUR_FAMILIES`` (one seed); writes ``out/colour.md``,
+    ``colour.json`` and its figures."""
+    cfg = replace(cfg, datasets=COLOUR_DATASETS, families=COLOUR_FAMILIES, probe_seeds=1)
+    return run_quality(cfg, out, command, on_progress, report=("colour", "Your own data: a colour set of real photographs"))
+
+
+def run_quality(
+    cfg: QualityConfig,
+    out: Path,
+    command: str,
+    on_progress: ProgressFn = no_progress,
+    report: tuple[str, str] = ("quality", "Latent quality and semantic paths (paper Table 1, Figures 5-6)"),
+) -> dict[str, Any]:
+    """Run the benchmark and write ``out/<report name>.md`` (``quality.md``), its JSON and the PNG figures."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     with torch_threads(cfg.threads):
@@ -426,5 +443,5 @@ def run_quality(cfg: QualityConfig, out: Path, command: str, on_progress: Progre
     seconds = time.monotonic() - start
     body = render(results, cfg) + f"\n\nWall time: {seconds / 60:.1f} min.\n"
     data = {"config": asdict(cfg), "seconds": round(seconds, 1), "results": results}
-    write_report(out, "quality", "Latent quality and semantic paths (paper Table 1, Figures 5-6)", command, hw, body, data)
+    write_report(out, report[0], report[1], command, hw, body, data)
     return data

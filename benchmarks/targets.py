@@ -24,6 +24,11 @@ TARGET_SPS, TARGET_COVERAGE = 0.95, 0.98
 """ATNL slerp SPS and coverage on mnist-5k, for every seed (the lowest counts)."""
 TARGET_POSE_SPS = 0.9
 """ATNL slerp SPS on pose-digits (the bench's seed)."""
+COLOUR_DATASET = "pose-photos"
+"""The colour data set of real photographs (models.photo_sets), the bar of one's own data."""
+COLOUR_SPS, COLOUR_COVERAGE, COLOUR_AGREEMENT, COLOUR_SECONDS = 0.9, 0.95, 0.95, 300.0
+"""On pose-photos with the default recipe: ATNL slerp SPS and coverage, hallucination judge agreement,
+and training seconds at most (5 minutes on the 2-core CPU)."""
 FAR_BELOW = 0.5
 """An earlier bar's "far below ATNL": an SPS under this share of ATNL's slerp SPS. Retired as a target by
 the current bar; it only says which case the ATNL* explanation is in."""
@@ -112,7 +117,33 @@ def targets(fam: dict[str, Any], dataset: str) -> list[str]:
         )
     if dataset in (TARGET_DATASET, POSE_DATASET):
         lines.append(probe_target(fam))
+    if dataset == COLOUR_DATASET:
+        lines += colour_targets(fam)
     return lines or [f"no target is set on {dataset}"]
+
+
+def colour_targets(fam: dict[str, Any]) -> list[str]:
+    """The bar of a colour data set (pose-photos): paths, reconstruction, hallucination, probe against the AE, time."""
+    a, h = fam["atnl"], fam["atnl"]["hallucination"]
+    path = a["path_slerp"]
+    lines = [
+        f"ATNL slerp SPS {path['sps']:.3f} (target >= {COLOUR_SPS}): " + verdict(path["sps"], COLOUR_SPS, at_least=True),
+        f"ATNL slerp coverage {path['coverage']:.3f} (target >= {COLOUR_COVERAGE}): "
+        + verdict(path["coverage"], COLOUR_COVERAGE, at_least=True),
+        f"ATNL reconstruction identity {a['recon_identity']:.3f} (target >= {TARGET_IDENTITY}): "
+        + verdict(a["recon_identity"], TARGET_IDENTITY, at_least=True),
+        f"ATNL hallucinations ({h['strategy']}, k = {h['shots']}): judge agreement {h['judge_agreement']:.3f} "
+        f"(target >= {COLOUR_AGREEMENT}): " + verdict(h["judge_agreement"], COLOUR_AGREEMENT, at_least=True),
+        f"ATNL training {a['train_seconds']:.0f} s with the default recipe (target <= {COLOUR_SECONDS:.0f} s): "
+        + verdict(a["train_seconds"], COLOUR_SECONDS, at_least=False, unit=" s", digits=0),
+    ]
+    if "ae" in fam:
+        p, q = 100 * probe_score(a), 100 * probe_score(fam["ae"])
+        lines.append(
+            f"ATNL linear probe {p:.2f}% against the plain AE's {q:.2f}% (target: above the AE's): "
+            + verdict(p, q, at_least=True, unit=" points", digits=2)
+        )
+    return lines
 
 
 def lerp_notes(fam: dict[str, Any], dataset: str, display: dict[str, str]) -> list[str]:

@@ -29,8 +29,8 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def png_strip(images: Sequence[np.ndarray]) -> bytes:
-    """The images side by side, left to right, as one PNG."""
-    return png_bytes(np.concatenate([to_uint8(im) for im in images], axis=1).astype(np.float32) / 255.0)
+    """The images, each (H, W) or (C, H, W) of one shape, side by side, left to right, as one PNG."""
+    return png_bytes(np.concatenate([np.asarray(im, dtype=np.float32) for im in images], axis=-1))  # joined along W
 
 
 def gif_bytes(images: Sequence[np.ndarray], frame_ms: int) -> bytes:

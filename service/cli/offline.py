@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.model_runner import ModelRunner
 
 MODEL_HELP = "Checkpoint directory (model.json + model.safetensors), e.g. one `atnl train --out` wrote."
+PER_CLASS_HELP = "Images to make of each label with examples and (but for --strategy same) each whose two neighbours have some."
 PREPROCESS_HELP = "model (its own), digits (ink crop), fit (centre crop + resize, colour kept) or none (resize only)."
 
 
@@ -89,7 +90,7 @@ def hallucinate_cmd(
         Path, typer.Option(help="Labelled examples: one sub-folder per label, or images plus labels.csv (file,label).")
     ],
     out: Annotated[Path, typer.Option(help="Directory to write: the PNGs and labels.csv (file,label,read).")],
-    per_class: Annotated[int, typer.Option(min=1, max=100_000, help="Images to make of each of the model's labels.")] = 10,
+    per_class: Annotated[int, typer.Option(min=1, max=100_000, help=PER_CLASS_HELP)] = 10,
     strategy: Annotated[str | None, typer.Option(help="restyle, same, ordinal, both or mixed; default: the model's.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the draws.")] = 0,
     check: Annotated[str, typer.Option(help="model: redraw images the model reads as another label; none: keep them.")] = "model",

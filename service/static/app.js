@@ -11,15 +11,21 @@
   const MAP_PATH_POINTS = 48;
   const POLL_MS = 1000;
   const TICK_RADIUS = 0.72; // label names inside the order circle, clear of the clusters on it
+  const DIGITS_SHAPE = [1, 28, 28]; // [C, H, W] of a model that records none (the first checkpoints: MNIST)
+  const LARGE = 1.5; // a picture wider than 1.5 boxes is a photo: shrunk smoothly, not scaled in whole pixels
+  // Display boxes, CSS px: each picture is shown at a whole multiple of its own size near these.
+  const BOX = { live: 112, strip: 52, gallery: 48, fewshot: 52, made: 48, slot: 200 };
 
   const state = {
     modelId: null,
     family: null,
     labels: [],
+    shape: DIGITS_SHAPE, // [C, H, W] of the active model's pictures (GET /v1/models)
+    drawing: true, // grey digit models take drawn digits; the others take image files only
     spherical: null, // from GET /v1/latent-map; until then, guessed from the family
     samples: null, // GET /v1/samples answer
     map: null, // GET /v1/latent-map answer
-    slots: { a: { ink: false, blob: null }, b: { ink: false, blob: null } },
+    slots: { a: { ink: false, blob: null, url: null }, b: { ink: false, blob: null, url: null } },
     latents: null, // the two morph inputs' unit latents (POST /v1/encode)
     frames: null, // {slerp, lerp}: POST /v1/interpolate answers
     fewshot: [], // [{blob, url, label}]
@@ -104,8 +110,29 @@
     return node;
   }
 
-  function image(src, alt, title) {
-    return el("img", { src, alt, title: title || alt, width: 28, height: 28 });
+  /** Display size of a w × h picture near ``box`` px: the model's own small pictures grow by a whole
+   * factor (square, crisp pixels at any side, any aspect); a large photo shrinks to the box, smoothly. */
+  function displaySize(w, h, box) {
+    const side = Math.max(w, h, 1);
+    const k = side > box * LARGE ? box / side : Math.max(1, Math.round(box / side));
+    return { width: Math.round(w * k), height: Math.round(h * k), smooth: k < 1 };
+  }
+
+  /** Size ``img`` for ``box``: first as the model's pictures, then, once loaded, as its own. */
+  function sized(img, box) {
+    const fit = (w, h) => {
+      const size = displaySize(w, h, box);
+      img.width = size.width;
+      img.height = size.height;
+      img.classList.toggle("smooth", size.smooth);
+    };
+    fit(state.shape[2], state.shape[1]);
+    img.addEventListener("load", () => fit(img.naturalWidth, img.naturalHeight));
+    return img;
+  }
+
+  function image(src, alt, box = BOX.strip, title = alt) {
+    return sized(el("img", { src, alt, title }), box);
   }
 
   function debounce(fn, ms) {
@@ -181,24 +208,91 @@
     morphSoon();
   }
 
+  const shapeText = ([c, h, w]) => `${c === 3 ? "colour" : "grey"} ${w}×${h}`;
+
+  /** Follow the active model (its GET /v1/models entry): its pictures' [C, H, W], how it
+   * prepares them, its label names. Grey digit models keep the drawing pads; the others read
+   * pictures that a drawn digit is not, so they take image files (chosen or dropped) only. */
+  function applyModel(m) {
+    state.family = m.family;
+    state.shape = m.image_shape || DIGITS_SHAPE;
+    const prepared = m.preprocess || "digits";
+    const drawing = state.shape[0] === 1 && prepared === "digits";
+    if (drawing !== state.drawing) {
+      state.drawing = drawing;
+      clearSlot("a");
+      clearSlot("b");
+    }
+    if (m.labels && m.labels.length) setLabels(m.labels);
+    for (const slot of ["a", "b"]) {
+      pad(slot).hidden = !drawing;
+      drop(slot).hidden = drawing;
+    }
+    const kind = shapeText(state.shape);
+    $("#model-kind").textContent = `(${kind}, ${state.labels.length} labels)`;
+    $("#morph-how").textContent = drawing
+      ? "Draw a digit in each box (mouse, pen or finger), drop or choose an image, or pick two of the model's own test images."
+      : "Choose or drop an image for each end, or pick two of the model's own test images.";
+    $("#pad-note").hidden = drawing;
+    $("#pad-note").textContent = drawing
+      ? ""
+      : `No drawing pads: this model reads ${kind} pictures (prepared by ${prepared}), not drawn digits.`;
+  }
+
+  /** The model's label names, in order: the pickers' defaults and the layout follow them. */
+  function setLabels(names) {
+    const changed = names.join("\n") !== state.labels.join("\n");
+    state.labels = names;
+    const longest = Math.max(1, ...names.map((name) => name.length));
+    document.documentElement.style.setProperty("--label-chars", longest); // label columns as wide as the longest name
+    const pick = $("#hall-pick-labels");
+    if (!pick.value.split(",").every((name) => names.includes(name.trim()))) {
+      const k = names.length;
+      pick.value = [...new Set([names[0], names[k >> 1], names[k - 1]])].join(","); // first, middle and last
+    }
+    if (changed && state.fewshot.length) {
+      // Examples labelled with another model's names: start the set again.
+      state.fewshot.forEach((item) => URL.revokeObjectURL(item.url));
+      state.fewshot = [];
+      renderFewshot();
+      $("#hall-grid").replaceChildren();
+      $("#hall-check").textContent = "";
+    }
+    const [first, next] = [names[0], names[Math.min(5, names.length - 1)]];
+    const between = names.slice(1, names.indexOf(next));
+    $("#morph-example").textContent = between.length
+      ? `A semantic morph goes through the labels in between: ${first} becomes ${between.join(", ")}, then ${next}.`
+      : "A semantic morph goes through the labels in between.";
+  }
+
   // ---------------------------------------------------------------- Morph
 
   function pad(slot) {
     return $("#canvas-" + slot);
   }
 
-  function clearPad(slot) {
+  function drop(slot) {
+    return $("#drop-" + slot);
+  }
+
+  /** Empty a slot: its pad black again, its dropped picture gone. */
+  function clearSlot(slot) {
     const canvas = pad(slot);
     const ctx = canvas.getContext("2d");
     ctx.fillStyle = "#000";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
-    state.slots[slot] = { ink: false, blob: null };
+    if (state.slots[slot].url) URL.revokeObjectURL(state.slots[slot].url);
+    const shown = $("img", drop(slot));
+    shown.hidden = true;
+    shown.removeAttribute("src");
+    drop(slot).classList.remove("filled");
+    state.slots[slot] = { ink: false, blob: null, url: null };
   }
 
   function setupPad(slot) {
     const canvas = pad(slot);
     const ctx = canvas.getContext("2d");
-    clearPad(slot);
+    clearSlot(slot);
     let last = null;
     const at = (e) => {
       const r = canvas.getBoundingClientRect();
@@ -215,7 +309,7 @@
     };
     canvas.addEventListener("pointerdown", (e) => {
       e.preventDefault();
-      if (state.slots[slot].blob) clearPad(slot); // drawing replaces a dropped or picked image
+      if (state.slots[slot].blob) clearSlot(slot); // drawing replaces a dropped or picked image
       canvas.setPointerCapture(e.pointerId);
       last = at(e);
       stroke(last, last);
@@ -234,18 +328,25 @@
     };
     canvas.addEventListener("pointerup", end);
     canvas.addEventListener("pointercancel", end);
-    canvas.addEventListener("keydown", (e) => {
+    const keys = (e) => {
       if (e.key === "Delete" || e.key === "Backspace") {
-        clearPad(slot);
+        clearSlot(slot);
         morphSoon();
       } else if (e.key === "Enter" || e.key === " ") {
         e.preventDefault();
         $(`[data-file="${slot}"]`).click();
       }
-    });
+    };
+    canvas.addEventListener("keydown", keys);
     dropTarget(canvas, (files) => files[0] && setSlotImage(slot, files[0]));
+    // Models that take no drawing: a drop zone in the pad's place, showing the picture chosen.
+    const zone = drop(slot);
+    zone.addEventListener("keydown", keys);
+    zone.addEventListener("click", () => $(`[data-file="${slot}"]`).click());
+    dropTarget(zone, (files) => files[0] && setSlotImage(slot, files[0]));
+    sized($("img", zone), BOX.slot);
     $(`[data-clear="${slot}"]`).addEventListener("click", () => {
-      clearPad(slot);
+      clearSlot(slot);
       morphSoon();
     });
     $(`[data-file="${slot}"]`).addEventListener("change", (e) => {
@@ -268,22 +369,34 @@
     });
   }
 
-  /** Show ``blob`` on the slot's pad (fitted, on black) and send the blob itself to the API. */
+  /** Show ``blob`` on the slot's pad (fitted, on black) or in its drop zone, and send the blob itself to the API. */
   async function setSlotImage(slot, blob) {
+    if (!state.drawing) {
+      clearSlot(slot);
+      const url = URL.createObjectURL(blob);
+      const shown = $("img", drop(slot));
+      shown.src = url;
+      shown.alt = `${slot === "a" ? "start" : "end"} image`;
+      shown.hidden = false;
+      drop(slot).classList.add("filled");
+      state.slots[slot] = { ink: true, blob, url };
+      morphSoon();
+      return;
+    }
     const canvas = pad(slot);
     const ctx = canvas.getContext("2d");
     try {
       const bitmap = await createImageBitmap(blob);
-      clearPad(slot);
+      clearSlot(slot);
       const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
       const w = bitmap.width * scale;
       const h = bitmap.height * scale;
       ctx.imageSmoothingEnabled = scale < 1;
       ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
     } catch (_) {
-      clearPad(slot); // not an image the browser can show: the API will say why
+      clearSlot(slot); // not an image the browser can show: the API will say why
     }
-    state.slots[slot] = { ink: true, blob };
+    state.slots[slot] = { ink: true, blob, url: null };
     morphSoon();
   }
 
@@ -318,7 +431,7 @@
       state.latents = state.frames = null;
       $("#strip-slerp").replaceChildren();
       $("#strip-lerp").replaceChildren();
-      $("#live-note").textContent = "Draw, drop or pick both images to morph.";
+      $("#live-note").textContent = `${state.drawing ? "Draw, drop" : "Choose, drop"} or pick both images to morph.`;
       return;
     }
     const [a, b] = await Promise.all([slotBlob("a"), slotBlob("b")]);
@@ -375,7 +488,7 @@
 
   async function downloadPath(format) {
     if (!state.slots.a.ink || !state.slots.b.ink) {
-      showError("#morph-error", new Error("draw, drop or pick both images first"));
+      showError("#morph-error", new Error(`${state.drawing ? "draw, drop" : "choose, drop"} or pick both images first`));
       return;
     }
     const [a, b] = await Promise.all([slotBlob("a"), slotBlob("b")]);
@@ -391,12 +504,7 @@
   async function loadSamples() {
     await guarded("#morph-error", async () => {
       state.samples = await api("/v1/samples?per_label=6");
-      state.labels = state.samples.labels;
-      const pick = $("#hall-pick-labels");
-      if (!pick.value.split(",").every((name) => state.labels.includes(name.trim()))) {
-        const k = state.labels.length;
-        pick.value = [...new Set([state.labels[0], state.labels[k >> 1], state.labels[k - 1]])].join(","); // this model's names
-      }
+      setLabels(state.samples.labels);
       renderGallery();
       renderFewshot();
     });
@@ -408,7 +516,7 @@
         .filter((s) => s.label === name)
         .map((s) => {
           const button = el("button", { type: "button", title: `Use test image #${s.index} (label ${name})` }, [
-            image(pngSrc(s.png), `test image #${s.index}, label ${name}`),
+            image(pngSrc(s.png), `test image #${s.index}, label ${name}`, BOX.gallery),
           ]);
           button.dataset.index = s.index;
           button.dataset.label = name;
@@ -455,7 +563,8 @@
       });
       const read = item.disagreement && item.disagreement.given === item.label ? item.disagreement.read : null;
       const note = read ? [el("span", { className: "misread-note", textContent: `model reads ${read}` })] : [];
-      return el("li", {}, [markedImage(image(item.url, `example ${i + 1}, label ${item.label}`), read), select, ...note, remove]);
+      const shown = image(item.url, `example ${i + 1}, label ${item.label}`, BOX.fewshot);
+      return el("li", {}, [markedImage(shown, read), select, ...note, remove]);
     });
     $("#fewshot").replaceChildren(...items);
   }
@@ -521,12 +630,12 @@
         const sources = examples
           .map((item, i) => [item, i])
           .filter(([item]) => item.label === name)
-          .map(([item, i]) => markedImage(image(item.url, `example ${i + 1}, label ${name}`), item.disagreement?.read));
+          .map(([item, i]) => markedImage(image(item.url, `example ${i + 1}, label ${name}`, BOX.made), item.disagreement?.read));
         const made = answer.images
           .filter((m) => m.label === name)
           .map((m) =>
             markedImage(
-              image(pngSrc(m.png), `hallucinated ${name}`, `label ${name}: from examples ${m.sources[0] + 1} and ${m.sources[1] + 1}, ω = ${m.omega.toFixed(2)}`),
+              image(pngSrc(m.png), `hallucinated ${name}`, BOX.made, `label ${name}: from examples ${m.sources[0] + 1} and ${m.sources[1] + 1}, ω = ${m.omega.toFixed(2)}`),
               m.read !== null && m.read !== m.label ? m.read : null,
             ),
           );
@@ -588,7 +697,7 @@
       const map = await api("/v1/latent-map");
       state.map = map;
       state.spherical = map.spherical;
-      state.labels = map.labels;
+      setLabels(map.labels);
       renderMap();
     });
   }
@@ -630,7 +739,11 @@
     });
     const paths = svg("g", { id: "map-paths" });
     root.replaceChildren(...layers, svg("g", { id: "map-points" }, dots), paths);
-    for (const t of $$(".tick", root)) t.setAttribute("font-size", (side / 28).toFixed(4));
+    // Label names over the circle's top, each within its share of the arc however long the names are.
+    const longest = Math.max(1, ...state.labels.map((name) => name.length));
+    const gap = map.centres && map.centres.length > 1 ? Math.hypot(map.centres[1].x - map.centres[0].x, map.centres[1].y - map.centres[0].y) * TICK_RADIUS : 1;
+    const size = Math.min(side / 28, (0.95 * gap) / (0.6 * longest));
+    for (const t of $$(".tick", root)) t.setAttribute("font-size", size.toFixed(4));
     $("#map-legend").replaceChildren(
       ...state.labels.map((name, k) => {
         const item = el("li", { textContent: name });
@@ -646,7 +759,7 @@
     for (const sel of ["#map-from", "#map-to"]) {
       $(sel).replaceChildren(...state.labels.map((name) => el("option", { value: name, textContent: name })));
     }
-    $("#map-to").value = state.labels[Math.min(5, state.labels.length - 1)];
+    $("#map-to").value = state.labels[Math.min(5, state.labels.length - 1)]; // a few labels on, as the morph hint says
     state.mapPicks = [];
   }
 
@@ -728,7 +841,7 @@
         .reverse()
         .map((m) => {
           const active = m.id === listing.active;
-          if (active) state.family = m.family;
+          if (active) applyModel(m);
           let action;
           if (active) {
             action = el("span", { className: "badge", textContent: "active" });
@@ -739,7 +852,7 @@
           const cells = [
             ["Model", [el("code", { textContent: m.id })]],
             ["Family", [m.family ?? "?"]],
-            ["Data", [m.dataset ?? "?"]],
+            ["Data", [(m.dataset ?? "?") + (m.image_shape ? `, ${shapeText(m.image_shape)}` : "")]],
             ["Created", [(m.created_at || "").replace("T", " ").slice(0, 16)]],
             ["Metrics", [metricsCell(m.metrics)]],
             ["", [action]],
@@ -753,6 +866,18 @@
           return row;
         });
       $("#model-table tbody").replaceChildren(...rows);
+    });
+  }
+
+  /** Offer the uploaded data sets (GET /v1/datasets) as training data, beside the built-in ones. */
+  async function loadDatasets() {
+    await guarded("#train-error", async () => {
+      const { datasets } = await api("/v1/datasets");
+      $$("#datasets option.upload").forEach((option) => option.remove());
+      for (const d of datasets) {
+        const label = `${d.name}: ${d.labels.join(", ")} (${shapeText(d.image_shape)})`;
+        $("#datasets").append(el("option", { className: "upload", value: `upload:${d.id}`, label }));
+      }
     });
   }
 
@@ -846,6 +971,8 @@
   function init() {
     setupPad("a");
     setupPad("b");
+    sized($("#live-slerp"), BOX.live);
+    sized($("#live-lerp"), BOX.live);
     $("#omega").addEventListener("input", debounce(decodeLive, 60));
     $("#omega").addEventListener("input", () => ($("#omega-value").textContent = Number($("#omega").value).toFixed(2)));
     $("#steps").addEventListener("change", morphSoon);
@@ -882,6 +1009,7 @@
     $("#job-cancel").addEventListener("click", cancelJob);
 
     loadAuth();
+    loadDatasets();
     refreshModel();
     setInterval(() => state.modelId && refreshModel(), 10000); // follow swaps made elsewhere
   }

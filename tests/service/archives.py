@@ -1,9 +1,11 @@
-"""Real archive bytes for the data set tests: zips and tar.gz files of tiny PNGs, well-formed or hostile."""
+"""Real archive bytes for the data set tests: zips and tar.gz files of tiny PNGs, well-formed or hostile,
+and a colour data set whose labels show (a bar's angle) for the tests that train on one."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import stat
 import struct
 import tarfile
@@ -12,9 +14,11 @@ import zipfile
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 Members = Sequence[tuple[str, bytes]]
+BAR_STEP = 45.0
+"""Degrees between the bars of two neighbouring labels in ``bar_picture`` (label k: k·BAR_STEP)."""
 
 
 def tiny_png(seed: int, mode: str = "L", size: tuple[int, int] = (12, 12)) -> bytes:
@@ -101,3 +105,35 @@ def tar_entry(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
 
 def gzip_of(data: bytes) -> bytes:
     return gzip.compress(data)
+
+
+def bar_picture(k: int, rng: np.random.Generator, side: int = 24) -> Image.Image:
+    """A ``side`` x ``side`` RGB picture of label ``k``: a bar through the centre at k·BAR_STEP
+    degrees (counter-clockwise), the label to see; its colour and the background's, drawn from
+    ``rng``, are the style (the bar's colour is the background's complement: always visible)."""
+    background = tuple(int(v) for v in rng.integers(0, 256, 3))
+    img = Image.new("RGB", (side, side), background)
+    angle, reach, centre = math.radians(k * BAR_STEP), side * 0.42, side / 2
+    dx, dy = reach * math.cos(angle), reach * math.sin(angle)
+    ImageDraw.Draw(img).line(
+        [(centre - dx, centre + dy), (centre + dx, centre - dy)], fill=tuple(255 - v for v in background), width=3
+    )
+    return img
+
+
+def encoded(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, quality=95)
+    return buf.getvalue()
+
+
+def bar_members(labels: Sequence[str], per_label: int, side: int = 24, seed: int = 0) -> list[tuple[str, bytes]]:
+    """``<label>/<i>.png`` and ``<label>/<i>.jpg`` members, alternately: ``per_label`` bar
+    pictures (``bar_picture``) of each label, label k's bar at k·BAR_STEP."""
+    rng = np.random.default_rng(seed)
+    members = []
+    for k, label in enumerate(labels):
+        for i in range(per_label):
+            fmt = ("PNG", "JPEG")[i % 2]
+            members.append((f"{label}/{i}.{fmt.lower().replace('jpeg', 'jpg')}", encoded(bar_picture(k, rng, side), fmt)))
+    return members

@@ -1,5 +1,5 @@
 """Fixtures of the service tests: a real redis-server, a model store holding a real
-tiny checkpoint, the ASGI app driven through httpx, and real PNG/JPEG bytes."""
+tiny checkpoint (and a tiny colour one), the ASGI app driven through httpx, and real PNG/JPEG bytes."""
 
 from __future__ import annotations
 
@@ -35,6 +35,43 @@ def redis_conn(redis_url: str) -> Iterator[Redis]:
     yield conn
     conn.flushall()
     conn.close()
+
+
+COLOUR_SIDE = 24
+"""Side of the colour checkpoint's pictures: not MNIST's 28, and small enough to train in seconds."""
+COLOUR_PER_LABEL = 12
+"""pose-photos tiles of each of its nine labels in the colour folder (108 in all)."""
+COLOUR_TRAIN = {"family": "atnl", "epochs": 1, "batch_size": 18, "latent_dim": 8, "realism_weight": 0.0, "seed": 0}
+"""A real but tiny ATNL run on the colour folder (seconds): what is tested is the path, not the quality."""
+
+
+@pytest.fixture(scope="session")
+def colour_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled folder (``folder:DIR``) of real colour pictures: COLOUR_PER_LABEL pose-photos
+    tiles of each label, at COLOUR_SIDE, label names "-60deg" .. "+60deg" in labels.txt's order."""
+    import torch
+
+    from models.data import load_dataset
+    from models.photo_sets import archive_members
+
+    photos = load_dataset("pose-photos", image_size=COLOUR_SIDE)
+    keep = torch.cat([(photos.labels == k).nonzero().squeeze(1)[:COLOUR_PER_LABEL] for k in range(photos.num_labels)])
+    root = tmp_path_factory.mktemp("colour") / "pose-photos"
+    for name, body in archive_members(photos.subset(keep)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(body)
+    return root
+
+
+@pytest.fixture(scope="session")
+def colour_checkpoint(tmp_path_factory: pytest.TempPathFactory, colour_folder: Path) -> Path:
+    """Directory of a real ATNL checkpoint trained for one epoch on ``colour_folder``: it reads
+    and makes (3, 24, 24) pictures, prepared by ``fit``, labels "-60deg" .. "+60deg"."""
+    from models.pipeline import train_to_checkpoint
+    from models.training import TrainConfig
+
+    cfg = TrainConfig(dataset=f"folder:{colour_folder}", device="cpu", **COLOUR_TRAIN)
+    return train_to_checkpoint(cfg, tmp_path_factory.mktemp("ckpt") / "colour-atnl")
 
 
 @pytest.fixture

@@ -4,71 +4,21 @@ activated and used; a running job stopped, a queued one canceled, a failing one 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 
-from benchmarks.servers import Process, Server, atnl_command, wait_until
+from benchmarks.servers import wait_until
+from tests.service.e2e_stack import TIMEOUT, Stack, running_stack
 from tests.service.images import photo_jpeg_of, png_of
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 240.0
-"""Seconds a job may take to reach the awaited state on a loaded 2-core machine."""
-
-
-def compose_args(service: str) -> list[str]:
-    """The arguments of ``atnl`` in the service's command in docker-compose.yml."""
-    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]["command"]
-    assert command[0] == "atnl", command
-    return command[1:]
-
-
-class Stack:
-    def __init__(self, http: httpx.Client, logs: Path) -> None:
-        self.http = http
-        self.logs = logs
-
-    def job(self, job_id: str) -> dict:
-        return self.http.get(f"/v1/jobs/{job_id}").json()
-
-    def job_reaches(self, job_id: str, statuses: set[str], seen: list | None = None) -> dict:
-        def done():
-            job = self.job(job_id)
-            if seen is not None and job["progress"]:
-                seen.append(job["progress"])
-            return job if job["status"] in statuses else None
-
-        return wait_until(done, f"job {job_id} to reach {statuses}; logs in {self.logs}", TIMEOUT)
 
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    env = {
-        "ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # its own database: other tests flush theirs
-        "ATNL_MODEL_STORE": str(tmp / "store"),
-        "ATNL_STORE_POLL_SECONDS": "0.5",
-        "ATNL_PROGRESS_INTERVAL_SECONDS": "0.5",
-        "ATNL_DATA_ROOTS": json.dumps([str(tmp / "data")]),
-    }
-    worker = Process.worker(env, tmp)
-    worker.args = atnl_command(*compose_args("worker"))
-    api = Server.serve(env, tmp, ready_path="/healthz")  # an empty store: not ready until a model is trained
-    api.args = atnl_command(*compose_args("api"))
-    try:
-        worker.start()
-        api.start(timeout=90)
-        assert worker.exited() is None, f"atnl worker exited with {worker.exited()}: {worker.log_tail()}"
-        with httpx.Client(base_url=api.url, timeout=30) as http:
-            yield Stack(http, tmp)
-    finally:
-        api.stop(timeout=15)
-        worker.stop(timeout=15)
+    with running_stack(redis_url, tmp_path_factory.mktemp("e2e")) as running:
+        yield running
 
 
 def test_train_follow_activate_interpolate(stack: Stack, digits) -> None:

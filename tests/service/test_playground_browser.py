@@ -2,7 +2,11 @@
 against real ``atnl serve`` and ``atnl worker`` processes on the tiny checkpoint: draw two
 digits and slide ω, pick test images by keyboard, see an API error's detail, hallucinate and
 count the grid, click two map points, activate a model, start a training job, watch its
-progress and cancel it, and draw by touch on a phone-sized screen.
+progress and cancel it, and draw by touch on a phone-sized screen. Then on a colour model
+(24×24 pose-photos tiles, labels "-60deg" .. "+60deg"): no drawing pads, two colour PNGs chosen
+and dropped are morphed into colour frames at the model's side, the test images and the
+hallucinations carry the set's label names, and a swap to the grey digit model and back
+brings the pads back and takes them away.
 
 Screenshots go to ``var/test-artifacts/playground/`` (or ``$ATNL_TEST_ARTIFACTS/playground``).
 Without a browser (no Chromium, and ``make test`` could not install one) these tests skip,
@@ -11,6 +15,7 @@ saying so; everything else about the page is checked in test_playground.py.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import os
@@ -25,6 +30,7 @@ import pytest
 
 from benchmarks.servers import Process, Server
 from service.store import ModelStore
+from tests.service.conftest import COLOUR_SIDE
 from tests.service.images import png_of
 
 pytestmark = pytest.mark.e2e
@@ -301,3 +307,172 @@ def test_phone_sized_screen_and_touch(browser, server: str) -> None:
     finally:
         page.context.close()
     assert not problems, problems
+
+
+# ---------------------------------------------------------------- a colour model
+
+PHOTO_LABELS = ["-60deg", "-45deg", "-30deg", "-15deg", "0deg", "+15deg", "+30deg", "+45deg", "+60deg"]
+"""The colour checkpoint's label names, in its order (tests/service/conftest.py, colour_folder)."""
+
+PICTURE = """(img) => {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let colour = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    colour = Math.max(colour, Math.abs(d[i] - d[i + 1]), Math.abs(d[i + 1] - d[i + 2]), Math.abs(d[i] - d[i + 2]));
+  }
+  return {natural: [c.width, c.height], shown: [img.width, img.height], colour,
+          rendering: getComputedStyle(img).imageRendering};
+}"""
+"""A shown picture's own size, displayed size, largest channel difference (0 for grey) and scaling."""
+
+DROP = """([selector, name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, {type: "image/png"}));
+  const target = document.querySelector(selector);
+  for (const type of ["dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+  }
+}"""
+"""Drop a PNG file onto ``selector``, as a drag from the desktop does."""
+
+
+@pytest.fixture(scope="module")
+def colour_server(
+    redis_url: str, colour_checkpoint: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``atnl serve`` on a store holding the colour checkpoint ``photos`` (active) and the grey
+    digit one ``tiny``."""
+    tmp = tmp_path_factory.mktemp("playground-colour")
+    store = tmp / "store"
+    shutil.copytree(colour_checkpoint, store / "photos")
+    shutil.copytree(tiny_checkpoint, store / "tiny")
+    ModelStore(store).set_active("photos")
+    env = {"ATNL_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3", "ATNL_MODEL_STORE": str(store)}
+    api = Server.serve(env, tmp)
+    try:
+        yield api.start().url
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def colour_page(browser, colour_server: str) -> Iterator:
+    page, problems = open_page(browser, colour_server, viewport={"width": 1280, "height": 900})
+    yield page
+    page.context.close()
+    assert not problems, problems
+
+
+def photo(colour_folder: Path, label: str, i: int = 0) -> Path:
+    """One colour PNG of the colour folder, named after its label (``-60deg_00.png``)."""
+    return colour_folder / label / f"{label}_{i:02d}.png"
+
+
+def assert_colour_picture(page, img, side: int = COLOUR_SIDE) -> dict:
+    """``img`` shows a colour picture of the model's side, scaled by a whole factor, pixelated."""
+    seen = img.evaluate(PICTURE)
+    assert seen["natural"] == [side, side], seen
+    assert seen["colour"] > 24, seen  # not grey: its channels differ
+    assert seen["shown"][0] % side == 0 and seen["shown"][0] == seen["shown"][1], seen  # its own aspect, whole pixels
+    assert seen["rendering"] == "pixelated", seen
+    return seen
+
+
+def test_a_colour_model_morphs_two_chosen_and_dropped_pictures(colour_page, colour_folder: Path) -> None:
+    page = colour_page
+    expect(page.locator("#model-kind")).to_have_text("(colour 24×24, 9 labels)")
+    for slot in ("a", "b"):
+        expect(page.locator(f"#canvas-{slot}")).to_be_hidden()  # a drawn digit means nothing to this model
+        expect(page.locator(f"#drop-{slot}")).to_be_visible()
+        expect(page.locator(f"[data-file='{slot}']")).to_be_attached()
+    expect(page.locator("#pad-note")).to_contain_text("No drawing pads: this model reads colour 24×24 pictures")
+    sent: list[bytes] = []
+    page.on("request", lambda r: r.url.endswith("/v1/interpolate") and sent.append(r.post_data_buffer or b""))
+
+    page.set_input_files("[data-file='a']", str(photo(colour_folder, "-60deg")))
+    expect(page.locator("#drop-a img")).to_be_visible()
+    page.evaluate(DROP, ["#drop-b", "+60deg_00.png", base64.b64encode(photo(colour_folder, "+60deg").read_bytes()).decode()])
+    expect(page.locator("#drop-b img")).to_be_visible()
+
+    expect(page.locator("#strip-slerp li")).to_have_count(8)
+    expect(page.locator("#strip-lerp li")).to_have_count(8)
+    expect(page.locator("#morph-error")).to_be_empty()
+    for img in page.locator("#strip-slerp img").all():
+        assert_colour_picture(page, img)
+    expect(page.locator("#live-slerp")).to_have_attribute("data-omega", "0.50")
+    assert_colour_picture(page, page.locator("#live-slerp"))
+    assert sent and all(b'name="preprocess"' not in body for body in sent), "the page sent a preprocessing of its own"
+    screenshot(page.locator("#morph"), "colour-morph")
+
+
+def test_a_colour_models_test_images_carry_its_label_names(colour_page) -> None:
+    page = colour_page
+    page.click("#picker summary")
+    rows = page.locator("#gallery .label-row > span")
+    expect(rows).to_have_count(len(PHOTO_LABELS))
+    assert rows.all_inner_texts() == PHOTO_LABELS
+    assert_colour_picture(page, page.locator("#gallery img").first)
+    page.locator('#gallery button[data-label="-45deg"]').first.click()
+    page.locator('#gallery button[data-label="+45deg"]').first.click()
+    expect(page.locator("#strip-slerp li")).to_have_count(8)
+    expect(page.locator("#morph-example")).to_have_text(
+        "A semantic morph goes through the labels in between: -60deg becomes -45deg, -30deg, -15deg, 0deg, then +15deg."
+    )
+    expect(page.locator("#map-legend li")).to_have_text(PHOTO_LABELS)
+    expect(page.locator("#map-svg .tick")).to_have_text(PHOTO_LABELS)
+    expect(page.locator("#map-from option")).to_have_text(PHOTO_LABELS)
+    expect(page.locator("#hall-pick-labels")).to_have_value("-60deg,0deg,+60deg")
+    screenshot(page.locator("#map"), "colour-map")
+
+
+def test_hallucinate_from_colour_files_by_label_name(colour_page, colour_folder: Path) -> None:
+    page = colour_page
+    given = ["-60deg", "-60deg", "0deg", "+45deg", "+45deg"]
+    page.set_input_files("#hall-files", [str(photo(colour_folder, label, i)) for i, label in enumerate(given)])
+    expect(page.locator("#fewshot li")).to_have_count(len(given))
+    assert [page.locator("#fewshot li select").nth(i).input_value() for i in range(len(given))] == given  # from the file names
+    page.fill("#per-class", "2")
+    page.select_option("#hall-filter", "none")  # a one-epoch model: keep what it makes, marked
+    with page.expect_response("**/v1/hallucinate") as answer:
+        page.click("#hall-run")
+    body = answer.value.json()
+    assert "preprocess" not in (answer.value.request.post_data_buffer or b"").decode("latin-1")
+    expect(page.locator(".hall-group .made img")).to_have_count(len(body["images"]))
+    groups = page.locator(".hall-group")
+    labels = [groups.nth(i).get_attribute("data-label") for i in range(groups.count())]
+    assert labels == PHOTO_LABELS  # every label of the set, in its order, by name
+    assert page.locator(".hall-group h3").all_inner_texts() == PHOTO_LABELS
+    for label in PHOTO_LABELS:
+        group = page.locator(f'.hall-group[data-label="{label}"]')
+        assert group.locator(".sources img").count() == given.count(label), label
+    assert_colour_picture(page, page.locator(".hall-group .made img").first)
+    screenshot(page.locator("#hallucinate"), "colour-hallucinate")
+
+
+def test_a_swap_between_grey_digits_and_colour_follows_the_model(colour_page) -> None:
+    page = colour_page
+    page.click('tr[data-model="tiny"] button')
+    expect(page.locator("#model-id")).to_have_text("tiny")
+    expect(page.locator("#model-kind")).to_have_text("(grey 28×28, 10 labels)")
+    expect(page.locator("#canvas-a")).to_be_visible()
+    expect(page.locator("#drop-a")).to_be_hidden()
+    expect(page.locator("#pad-note")).to_be_hidden()
+    expect(page.locator("#map-legend li")).to_have_count(10)
+    expect(page.locator("#hall-pick-labels")).to_have_value("0,5,9")
+    draw(page, "#canvas-a", ZERO)
+    draw(page, "#canvas-b", SEVEN)
+    expect(page.locator("#strip-slerp li")).to_have_count(8)
+    assert page.locator("#strip-slerp img").first.evaluate(PICTURE)["colour"] == 0  # grey frames again
+
+    page.click('tr[data-model="photos"] button')
+    expect(page.locator("#model-id")).to_have_text("photos")
+    expect(page.locator("#canvas-a")).to_be_hidden()
+    expect(page.locator("#drop-a")).to_be_visible()
+    expect(page.locator("#strip-slerp li")).to_have_count(0)  # the drawn digits went with the pads
+    expect(page.locator("#map-legend li")).to_have_text(PHOTO_LABELS)
