@@ -176,7 +176,7 @@ def test_fit_keeps_colour_at_the_smallest_side(tmp_path: Path) -> None:
 
 def test_words_without_labels_txt_are_refused_not_guessed(tmp_path: Path) -> None:
     colour_folder(tmp_path / "w", ["small", "medium", "large"])
-    with pytest.raises(DatasetError, match="add labels.txt"):
+    with pytest.raises(DatasetError, match=r"add labels\.txt"):
         load_dataset(f"folder:{tmp_path / 'w'}")
 
 
@@ -188,11 +188,11 @@ def test_folder_errors(tmp_path: Path) -> None:
         load_dataset(f"folder:{tmp_path / 'two'}")
     colour_folder(tmp_path / "gif", ["1", "2", "3"])
     (tmp_path / "gif" / "3" / "a.gif").write_bytes(b"GIF89a")
-    with pytest.raises(DatasetError, match="3/a.gif: not a PNG or JPEG"):
+    with pytest.raises(DatasetError, match=r"3/a\.gif: not a PNG or JPEG"):
         load_dataset(f"folder:{tmp_path / 'gif'}")
     colour_folder(tmp_path / "bad", ["1", "2", "3"])
     (tmp_path / "bad" / "3" / "x.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="3/x.png: not a readable"):
+    with pytest.raises(DatasetError, match=r"3/x\.png: not a readable"):
         load_dataset(f"folder:{tmp_path / 'bad'}")
 
 
