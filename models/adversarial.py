@@ -27,7 +27,7 @@ from torch import nn
 
 from models.critic import CRITIC_WIDTH, ConvCritic, adversary_steps
 from models.losses import reconstruction_loss
-from models.networks import SemanticAutoencoder
+from models.networks import SemanticAutoencoder, scaled_width
 from models.objectives import Objective
 
 ADVERSARY_LR = 1e-3
@@ -100,9 +100,9 @@ class ACAIObjective(Objective):
         self.critic: ConvCritic | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def _build(self, channels: int, device: torch.device) -> ConvCritic:
+    def _build(self, channels: int, side: int, device: torch.device) -> ConvCritic:
         if self.critic is None:
-            self.critic = ConvCritic(channels).to(device)
+            self.critic = ConvCritic(channels, scaled_width(CRITIC_WIDTH, side)).to(device)
             self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         return self.critic
 
@@ -114,7 +114,7 @@ class ACAIObjective(Objective):
         alpha = torch.rand(len(z), 1, device=z.device) / 2  # (B, 1)
         partner = torch.roll(z, shifts=1, dims=0)
         mixed = model.decode(alpha * z + (1 - alpha) * partner)  # (B, C, H, W) in [0, 1]
-        net = self._build(x.shape[1], x.device)
+        net = self._build(x.shape[1], x.shape[-1], x.device)
 
         def critic(images: torch.Tensor) -> torch.Tensor:  # (N,) α estimates: the patch scores mean-pooled
             return net(images).mean(dim=(1, 2, 3))

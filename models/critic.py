@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks import SemanticAutoencoder
+from models.networks import SemanticAutoencoder, scaled_width
 
 CRITIC_WIDTH = 32
 """Channels of a critic's first conv layer (the encoder's width)."""
@@ -55,7 +55,8 @@ class RealismCritic:
     def _scores(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N, H/4, W/4) patch logits of ``images`` (N, C, H, W) in the channel of ``labels`` (N,)."""
         if self.net is None:
-            self.net = ConvCritic(images.shape[1], outputs=self.num_labels).to(images.device)
+            width = scaled_width(CRITIC_WIDTH, images.shape[-1])
+            self.net = ConvCritic(images.shape[1], width, outputs=self.num_labels).to(images.device)
             self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.5, 0.999))
         return self.net(images)[torch.arange(len(images), device=images.device), labels]
 
@@ -78,5 +79,5 @@ class RealismCritic:
         return F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
 
     def describe(self) -> str:
-        net = f"ConvCritic {CRITIC_WIDTH}-{2 * CRITIC_WIDTH}-K patch logits, the label's channel"
+        net = f"ConvCritic {CRITIC_WIDTH}-{2 * CRITIC_WIDTH}-K patch logits (narrower above 28 px), the label's channel"
         return f"{net}, non-saturating BCE, Adam lr {self.lr}, betas (0.5, 0.999)"

@@ -22,7 +22,7 @@ from models.adversarial import ACAIObjective, AdversarialAutoencoderObjective
 from models.data import ImageSet
 from models.errors import InputError
 from models.losses import AngularTripletNeighborLoss, OrdinalCircleLoss
-from models.networks import MIN_SIDE, ModelConfig
+from models.networks import MIN_SIDE, ModelConfig, scaled_width
 from models.objectives import ATNLObjective, AutoencoderObjective, Objective, VAEObjective
 from models.order_circle import CIRCLE_SPAN, STYLE_RADIUS
 from models.preprocess import PREPROCESSINGS
@@ -57,6 +57,7 @@ class FamilySpec:
             latent_dim=cfg.latent_dim,
             channels=c,
             image_size=h,
+            width=scaled_width(cfg.width, h) if cfg.scale_width else cfg.width,
             preprocess=data.preprocess,
             spherical=self.spherical,
             variational=self.variational,
@@ -155,6 +156,11 @@ class TrainConfig:
     colour kept) or ``auto`` (a built-in set's own; ``fit`` for folders and uploads)."""
     image_size: int = 0
     """Side of the model's square input; 0: the data set's (a folder's or upload's smallest side)."""
+    width: int = 32
+    """Channels of the backbone's first conv layer (each further one doubles them, to 4x at most)."""
+    scale_width: bool = True
+    """Narrow ``width`` for images larger than 28x28 (``networks.scaled_width``: 16 at 48x48), so
+    that training costs about the same at any side; False: ``width`` as given."""
     epochs: int = 40
     """Passes over the training split."""
     batch_size: int = 100
@@ -236,6 +242,8 @@ class TrainConfig:
             raise InputError(f"preprocess must be auto or one of {list(PREPROCESSINGS)}, got {self.preprocess!r}")
         if self.image_size and self.image_size < MIN_SIDE:
             raise InputError(f"image_size must be 0 (the data set's) or at least {MIN_SIDE}, got {self.image_size}")
+        if self.width < 1:
+            raise InputError(f"width must be >= 1, got {self.width}")
         if self.reader_epochs < 0:
             raise InputError(f"reader_epochs must be >= 0, got {self.reader_epochs}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -82,6 +82,17 @@ MAX_WIDTH_FACTOR = 4
 """Conv layer i has width · 2^i channels, at most width · this."""
 
 
+REFERENCE_SIDE = 28
+"""The side the default widths are made for (MNIST's); a larger image gets narrower layers."""
+
+
+def scaled_width(width: int, side: int) -> int:
+    """``width`` scaled by REFERENCE_SIDE / ``side`` to a multiple of 8, at least 8 and at most
+    ``width``: a conv's cost grows with the side squared, so a 48x48 model with the default
+    32 takes 16 and a step costs about what a 28x28 one does (measured in docs/EXPERIMENTS.md)."""
+    return min(width, max(8, 8 * round(width * REFERENCE_SIDE / side / 8)))
+
+
 def conv_sides(side: int) -> list[int]:
     """Sides of the encoder's feature maps, the image's first: one stride-2 conv (4×4, padding 1:
     side // 2) per halving until the side is at most GRID_SIDE, at least one."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, crea
 
 from models.families import FAMILIES
 from models.losses.angular_triplet_neighbor import MARGIN_SCHEDULES
+from models.preprocess import PREPROCESSINGS
 from models.training import LR_SCHEDULES, TrainConfig
 from service.bounds import TRAIN_BOUNDS
 from service.datasets import DIRECTORY_KINDS
@@ -198,6 +199,7 @@ TRAIN_CHOICES: dict[str, list[str]] = {
     "lr_schedule": list(LR_SCHEDULES),
     "margin_schedule": list(MARGIN_SCHEDULES),
     "device": ["auto", "cpu", "cuda"],
+    "preprocess": ["auto", *PREPROCESSINGS],
 }
 """Training fields that take one of a few names."""
 TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
@@ -210,6 +212,7 @@ TRAIN_FIELD_BOUNDS: dict[str, dict[str, Any]] = {
     "label_smoothing": {"ge": 0, "lt": 1},
     "test_fraction": {"ge": 0.05, "le": 0.5},
     "reader_epochs": {"ge": 0, "le": 100},
+    "width": {"ge": 1, "le": 256},
     "seed": {"ge": 0, "le": SEED_MAX},
 }
 """Bounds of the training fields POST /v1/train accepts (shown in OpenAPI), beyond the library's own
