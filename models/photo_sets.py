@@ -175,7 +175,7 @@ def load_pose_photos(seed: int = 0) -> ImageSet:
         idx = (source == i).nonzero().squeeze(1)
         images[idx] = render_tiles(photo, angles[idx], g)
     names = [f"{a:+d}deg" if a else "0deg" for a in PHOTO_POSE_ANGLES]
-    return ImageSet("pose-photos", images, labels, names, label_safe_rotation=0.0)
+    return ImageSet("pose-photos", images, labels, names, label_safe_rotation=0.0, preprocess="fit")
 
 
 def load_sklearn_digits() -> ImageSet:

@@ -146,3 +146,22 @@ def test_restyled_label_consistency_teaches_the_decoder_only(mnist_100: ImageSet
     assert all(g is not None for g in decoder_grads) and sum(g.abs().sum() for g in decoder_grads) > 0  # type: ignore[union-attr]
     # The encoder is a frozen critic: none of this term's gradient reaches it
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("spec", "side", "shape", "width"), [("digits-8x8", 0, (1, 8, 8), 32), ("pose-photos", 0, (3, 48, 48), 16)]
+)
+def test_every_family_trains_at_the_data_sets_own_side_and_colour(
+    spec: str, side: int, shape: tuple[int, ...], width: int
+) -> None:
+    from models.data import load_dataset
+
+    data = load_dataset(spec, image_size=side)
+    data = data.subset(torch.cat([torch.nonzero(data.labels == k)[:6, 0] for k in range(data.num_labels)]))
+    for family in FAMILIES:
+        cfg = TrainConfig(family=family, dataset=spec, epochs=1, batch_size=data.num_labels * 4, latent_dim=6, reader_epochs=1)
+        model = train(cfg, data).model
+        assert (model.cfg.channels, model.cfg.image_size, model.cfg.image_size) == shape and model.cfg.width == width
+        assert model.cfg.preprocess == ("fit" if shape[0] == 3 else "digits")
+        with torch.no_grad():
+            assert model.decode(model.encode(data.images[:3])).shape == (3, *shape)
