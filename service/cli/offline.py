@@ -59,8 +59,8 @@ def read_pictures(runner: ModelRunner, paths: list[Path], preprocess: str, hint:
 
 
 def interpolate_cmd(
-    start: Annotated[Path, typer.Argument(help="The first image (PNG or JPEG).")],
-    end: Annotated[Path, typer.Argument(help="The last image.")],
+    start: Annotated[Path, typer.Argument(metavar="START", help="The first image (PNG or JPEG).")],
+    end: Annotated[Path, typer.Argument(metavar="END", help="The last image.")],
     model: Annotated[Path, typer.Option(help=MODEL_HELP)],
     out: Annotated[Path, typer.Option(help="File to write: .png (a strip, left to right) or .gif.")],
     steps: Annotated[int, typer.Option(min=2, max=512, help="Frames, endpoints included.")] = 8,
