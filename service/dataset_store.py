@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from models.layout import LABELS_CSV, LABELS_TXT, Layout, LayoutError, read_layout
+from models.networks import MIN_SIDE
 from service.archive_members import ARCHIVE_FIELD, ArchiveCaps, refused
 from service.archives import extract_archive
 from service.datasets import DATASET_ID
@@ -204,6 +205,10 @@ class DatasetStore:
         sizes, colour, stored, rows = [], False, 0, []
         for path, member, label in zip(layout.files, members, layout.labels, strict=True):
             img, in_colour = canonical_image(decode_member(path, member, caps))
+            if min(img.size) < MIN_SIDE:
+                raise refused(
+                    member, f"the image is {img.width}x{img.height}; a model's images are at least {MIN_SIDE}x{MIN_SIDE}"
+                )
             colour |= in_colour
             sizes.append((img.height, img.width))
             rel = f"{IMAGES}/{label}/{counters[label]}.png"

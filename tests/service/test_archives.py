@@ -113,6 +113,8 @@ HOSTILE: list[tuple[str, Callable[[], bytes], int, list[str]]] = [
      ["'2/fake.png'", "not a PNG or JPEG"]),
     ("image over ATNL_MAX_PIXELS", lambda: zip_of([*GOOD, ("3/big.png", tiny_png(1, size=(120, 120)))]), 413,
      ["'3/big.png'", "ATNL_MAX_PIXELS"]),
+    ("image under 8x8", lambda: zip_of([*GOOD, ("3/small.png", tiny_png(1, size=(6, 9)))]), 422,
+     ["'3/small.png'", "at least 8x8"]),
     ("empty archive", lambda: zip_of([]), 422, ["no files"]),
     ("folders only", lambda: zip_of([("1/", b""), ("2/", b"")]), 422, ["no files"]),
     ("single label", lambda: zip_of(labelled(["5"], per_label=3)), 422, ["at least 3 labels", "(5)"]),
