@@ -209,6 +209,11 @@
   }
 
   const shapeText = ([c, h, w]) => `${c === 3 ? "colour" : "grey"} ${w}×${h}`;
+  const PREPARED = {
+    digits: "cropped to the ink and centred, as MNIST",
+    fit: "centre-cropped and resized",
+    none: "resized as they are",
+  }; // what each of the models' preprocessings does to a picture (docs/API.md)
 
   /** Follow the active model (its GET /v1/models entry): its pictures' [C, H, W], how it
    * prepares them, its label names. Grey digit models keep the drawing pads; the others read
@@ -236,7 +241,7 @@
     $("#pad-note").hidden = drawing;
     $("#pad-note").textContent = drawing
       ? ""
-      : `No drawing pads: this model reads ${kind} pictures (prepared by ${prepared}), not drawn digits.`;
+      : `No drawing pads: this model reads ${kind} pictures (${PREPARED[prepared] || prepared}), not drawn digits.`;
   }
 
   /** The model's label names, in order: the pickers' defaults and the layout follow them. */
@@ -250,6 +255,7 @@
       const k = names.length;
       pick.value = [...new Set([names[0], names[k >> 1], names[k - 1]])].join(","); // first, middle and last
     }
+    pick.size = Math.max(8, pick.value.length + 2);
     if (changed && state.fewshot.length) {
       // Examples labelled with another model's names: start the set again.
       state.fewshot.forEach((item) => URL.revokeObjectURL(item.url));
@@ -708,9 +714,21 @@
     const pts = map.points;
     const xs = pts.map((p) => p.x);
     const ys = pts.map((p) => -p.y);
-    for (const c of map.centres || []) {
+    const centres = map.centres || [];
+    for (const c of centres) {
       xs.push(c.x * TICK_RADIUS);
       ys.push(-c.y * TICK_RADIUS);
+    }
+    const spread = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1e-3);
+    // Label names inside the circle's top, each within its share of the arc however long the names are,
+    // and the view wide enough for the outermost ones.
+    const longest = Math.max(1, ...state.labels.map((name) => name.length));
+    const gap = centres.length > 1 ? Math.hypot(centres[1].x - centres[0].x, centres[1].y - centres[0].y) * TICK_RADIUS : 1;
+    const fontSize = Math.min((spread * 1.12) / 28, (0.95 * gap) / (0.6 * longest));
+    for (const c of centres) {
+      const half = 0.3 * fontSize * c.label.length;
+      xs.push(c.x * TICK_RADIUS - half, c.x * TICK_RADIUS + half);
+      ys.push(-c.y * TICK_RADIUS - fontSize / 2, -c.y * TICK_RADIUS + fontSize / 2);
     }
     const pad = 0.06 * Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1e-3);
     const [x0, y0] = [Math.min(...xs) - pad, Math.min(...ys) - pad];
@@ -739,11 +757,7 @@
     });
     const paths = svg("g", { id: "map-paths" });
     root.replaceChildren(...layers, svg("g", { id: "map-points" }, dots), paths);
-    // Label names over the circle's top, each within its share of the arc however long the names are.
-    const longest = Math.max(1, ...state.labels.map((name) => name.length));
-    const gap = map.centres && map.centres.length > 1 ? Math.hypot(map.centres[1].x - map.centres[0].x, map.centres[1].y - map.centres[0].y) * TICK_RADIUS : 1;
-    const size = Math.min(side / 28, (0.95 * gap) / (0.6 * longest));
-    for (const t of $$(".tick", root)) t.setAttribute("font-size", size.toFixed(4));
+    for (const t of $$(".tick", root)) t.setAttribute("font-size", fontSize.toFixed(4));
     $("#map-legend").replaceChildren(
       ...state.labels.map((name, k) => {
         const item = el("li", { textContent: name });

@@ -1,5 +1,8 @@
 """The Playground's page and read-only endpoints, through the ASGI app on the real tiny checkpoint:
-GET / and its files, GET /v1/samples, /v1/samples/{index}, /v1/latent-map and /v1/auth.
+GET / and its files, GET /v1/samples, /v1/samples/{index}, /v1/latent-map and /v1/auth; what
+the page follows of the active model (GET /v1/models), on the grey digit model and on a colour
+one; and what the page's files hold: no preprocessing or label names of their own, a file
+input and a drop zone for each morph end, pictures sized by their own shape.
 (The page itself, in a real browser: test_playground_browser.py.)"""
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pydantic import SecretStr
 
 from models import read_meta
 from service import latent_map
+from service.store import ModelStore
+from tests.service.conftest import COLOUR_SIDE
 from tests.service.helpers import assert_problem
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +57,52 @@ def test_page_fetches_nothing_from_elsewhere() -> None:
         urls = [u for u in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"'`)]*", text) if u != "http://www.w3.org/2000/svg"]
         assert not urls, (path.name, urls)
         assert "@import" not in text and "import(" not in text, path.name
+
+
+def test_the_page_leaves_the_preprocessing_to_the_model() -> None:
+    """The page never names a preprocessing in a request: the server prepares pictures as the
+    active model was trained (``model``, the default), grey digits or colour photos alike."""
+    script = (STATIC / "app.js").read_text()
+    assert not re.search(r"""append\(\s*["']preprocess""", script)
+    assert not re.search(r"preprocess\s*[:=]\s*[\"'`]|[?&]preprocess=", script)
+    assert not re.search(r"""["'`]mnist["'`]""", script)  # the old clients' name for digits
+
+
+def test_the_page_holds_no_label_names_of_its_own() -> None:
+    """Label names come from the model (GET /v1/models, /v1/samples, /v1/latent-map), not the page."""
+    html = (STATIC / "index.html").read_text()
+    pick = re.search(r'<input[^>]*id="hall-pick-labels"[^>]*>', html)
+    assert pick and "value=" not in pick.group(0), pick
+    for select in ("map-from", "map-to"):
+        assert f'<select id="{select}"></select>' in html, select
+    script = (STATIC / "app.js").read_text()
+    assert not re.search(r"""["'`]\d(,\d)+["'`]""", script)  # no "3,7,9"
+    assert "parseInt" not in script and not re.search(r"Number\((name|label|[a-z]\.label)\)", script)
+
+
+def test_each_morph_end_takes_an_image_file() -> None:
+    """A drawing pad for grey digit models, and beside it (hidden until a model that takes no
+    drawing is active) a drop zone; a file input either way."""
+    html = (STATIC / "index.html").read_text()
+    for slot in ("a", "b"):
+        assert f'<canvas id="canvas-{slot}"' in html
+        zone = re.search(rf'<div id="drop-{slot}"[^>]*>', html)
+        assert zone and " hidden" in zone.group(0) and 'tabindex="0"' in zone.group(0), slot
+        assert re.search(rf'<input type="file" accept="image/png,image/jpeg" data-file="{slot}">', html), slot
+    assert re.search(r'<p class="note" id="pad-note" hidden>', html)  # says why, when the pads are hidden
+
+
+def test_pictures_keep_their_own_shape() -> None:
+    """No style rule squares a picture: the script sizes each at a whole multiple of its own
+    width and height (24×24, 48×48 or 28×28 alike), scaled with square pixels."""
+    css = (STATIC / "style.css").read_text()
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", re.sub(r"/\*.*?\*/", "", css, flags=re.S))
+    for selector, body in rules:
+        if re.search(r"\bimg\b", selector):
+            fixed = [p for p in ("width", "height", "aspect-ratio") if re.search(rf"(?<![-\w]){p}\s*:\s*[\d.]", body)]
+            assert not fixed, (selector.strip(), fixed)
+    pictures = next(body for selector, body in rules if ".strip img" in selector)
+    assert "image-rendering: pixelated" in pictures
 
 
 def test_the_package_ships_the_page() -> None:
@@ -172,3 +223,43 @@ async def test_openapi_documents_the_new_endpoints(client) -> None:
     assert "image/png" in paths["/v1/samples/{index}"]["get"]["responses"]["200"]["content"]
     per_label = next(p for p in paths["/v1/samples"]["get"]["parameters"] if p["name"] == "per_label")
     assert per_label["schema"]["minimum"] == 1 and per_label["schema"]["maximum"] == latent_map.MAX_SAMPLES_PER_LABEL
+
+
+async def test_models_list_what_the_page_follows(client) -> None:
+    """The page reads the active model's picture shape, preprocessing and label names from GET /v1/models."""
+    listing = (await client.get("/v1/models")).json()
+    active = next(m for m in listing["models"] if m["id"] == listing["active"])
+    assert listing["active"] == "tiny"
+    assert (active["image_shape"], active["preprocess"], active["labels"]) == ([1, 28, 28], "digits", [str(k) for k in range(10)])
+
+
+async def test_a_colour_model_answers_the_page_in_its_own_shape(
+    client_factory, settings, colour_checkpoint: Path, colour_folder: Path, tmp_path: Path
+) -> None:
+    """On a colour model the listing, the test images, the map and a morph sent as the page sends
+    it (no preprocess field) are all in its shape and label names: colour PNGs at its side."""
+    store = tmp_path / "colour-store"
+    shutil.copytree(colour_checkpoint, store / "photos")
+    ModelStore(store).set_active("photos")
+    names = (colour_folder / "labels.txt").read_text().split()
+    async for c in client_factory(settings.model_copy(update={"model_store": store})):
+        listing = (await c.get("/v1/models")).json()
+        (model,) = listing["models"]
+        assert listing["active"] == "photos" and model["labels"] == names
+        assert model["image_shape"] == [3, COLOUR_SIDE, COLOUR_SIDE] and model["preprocess"] == "fit"
+
+        samples = (await c.get("/v1/samples", params={"per_label": 1})).json()
+        assert samples["labels"] == names and [s["label"] for s in samples["samples"]] == names
+        for s in samples["samples"]:
+            picture = Image.open(io.BytesIO(base64.b64decode(s["png"])))
+            assert (picture.mode, picture.size) == ("RGB", (COLOUR_SIDE, COLOUR_SIDE))
+        map_labels = (await c.get("/v1/latent-map")).json()["labels"]
+        assert map_labels == names
+
+        ends = [sorted((colour_folder / name).glob("*.png"))[0] for name in (names[0], names[-1])]
+        files = {"start": ("start.png", ends[0].read_bytes(), "image/png"), "end": ("end.png", ends[1].read_bytes(), "image/png")}
+        r = await c.post("/v1/interpolate", files=files, data={"steps": "4", "method": "slerp"})
+        assert r.status_code == 200, r.text
+        for png in r.json()["frames"]:
+            frame = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))
+            assert frame.shape == (COLOUR_SIDE, COLOUR_SIDE, 3)
