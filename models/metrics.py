@@ -231,16 +231,17 @@ def hallucination_quality(
     x_few, y_few = data.images[picks], data.labels[picks]
     model = model.cpu().eval()
     made = hallucinate(model, x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed)
-    samples = made.samples
-    x_hal = torch.stack([s.image for s in samples])
-    y_hal = torch.tensor([s.label for s in samples])
     check: dict[str, Any] = {"checked": made.checked, "replaced": made.replaced, "dropped": made.dropped}
+    samples = made.samples
     if made.checked:  # the same first draws, kept as they came: what the self-check changed
         raw = hallucinate(model, x_few, y_few, data.num_labels, per_class=per_class, strategy=strategy, seed=seed, filter="none")
         y_raw = torch.tensor([s.label for s in raw.samples])
         check["unchecked_judge_agreement"] = float(
             (judge.predict(torch.stack([s.image for s in raw.samples])) == y_raw).float().mean()
         )
+        samples = samples or raw.samples  # a check that left nothing: the rest measured on what it refused
+    x_hal = torch.stack([s.image for s in samples])
+    y_hal = torch.tensor([s.label for s in samples])
     g = torch.Generator().manual_seed(seed)
     pools = [(y_few == k).nonzero().squeeze(1) for k in y_few.unique()]
     repeat = torch.cat([pool.repeat(-(-per_class // len(pool)))[:per_class] for pool in pools])  # each image in turn
@@ -252,7 +253,7 @@ def hallucination_quality(
         "strategy": strategy,
         "shots": shots,
         "per_class": per_class,
-        "judge_agreement": float((judge.predict(x_hal) == y_hal).float().mean()),
+        "judge_agreement": float((judge.predict(x_hal) == y_hal).float().mean()) if made.samples else 0.0,
         "diversity_ratio": within_label_diversity(x_hal, y_hal) / real_div,
         "frechet": frechet_distance(judge.features(x_hal).numpy(), f_te),
         "jittered_judge_agreement": float((judge.predict(x_jit) == y_jit).float().mean()),

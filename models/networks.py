@@ -88,8 +88,8 @@ REFERENCE_SIDE = 28
 
 def scaled_width(width: int, side: int) -> int:
     """``width`` scaled by REFERENCE_SIDE / ``side`` to a multiple of 8, at least 8 and at most
-    ``width``: a conv's cost grows with the side squared, so a 48x48 model with the default
-    32 takes 16 and a step costs about what a 28x28 one does (measured in docs/EXPERIMENTS.md)."""
+    ``width``: a conv's cost grows with the side squared, so 32 becomes 16 at 48x48 (the critics'
+    always; the backbone's with ``TrainConfig.scale_width``; measured in docs/EXPERIMENTS.md)."""
     return min(width, max(8, 8 * round(width * REFERENCE_SIDE / side / 8)))
 
 

@@ -149,7 +149,7 @@ def test_restyled_label_consistency_teaches_the_decoder_only(mnist_100: ImageSet
 
 
 @pytest.mark.parametrize(
-    ("spec", "side", "shape", "width"), [("digits-8x8", 0, (1, 8, 8), 32), ("pose-photos", 0, (3, 48, 48), 16)]
+    ("spec", "side", "shape", "width"), [("digits-8x8", 0, (1, 8, 8), 32), ("pose-photos", 0, (3, 48, 48), 32)]
 )
 def test_every_family_trains_at_the_data_sets_own_side_and_colour(
     spec: str, side: int, shape: tuple[int, ...], width: int
