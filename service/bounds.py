@@ -64,6 +64,6 @@ TRAIN_BOUNDS = {
     "batch_size": Bound("max_train_batch_size"),
     "latent_dim": Bound("max_train_latent_dim"),
     "threads": Bound("max_train_threads", minimum=0),
-    "image_size": Bound("max_image_side", minimum=0),
+    "image_size": Bound("max_image_side", minimum=8),
 }
 """Training fields whose greatest value is a setting, by TrainConfig field name."""

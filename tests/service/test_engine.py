@@ -102,7 +102,7 @@ async def test_a_swap_gives_new_requests_the_new_model_and_its_own_batch_queues(
     assert all(new.batchers[op] is not old.batchers[op] for op in ("encode", "decode"))
     assert (await engine.encode(uploads_of(digits[1][0]), preprocess="digits")).model_id == "tiny-b"
     # A request that took the old model before the swap finishes on it.
-    assert old.encode(uploads_of(digits[1][0]), True, engine.image_policy).model_id == "tiny"
+    assert old.encode(uploads_of(digits[1][0]), "digits", engine.image_policy).model_id == "tiny"
 
 
 async def test_steps_are_checked_against_their_bounds(engine: Engine, settings: Settings, digits) -> None:
@@ -110,11 +110,11 @@ async def test_steps_are_checked_against_their_bounds(engine: Engine, settings: 
     pair = uploads_of(digits[0][0], digits[5][0])
     for steps in (1, settings.max_steps + 1):
         with pytest.raises(InvalidInput) as caught:
-            await engine.interpolate(pair, steps, "slerp", True, "json")
+            await engine.interpolate(pair, steps, "slerp", "digits", "json")
         assert caught.value.extra["field"] == "steps" and "ATNL_MAX_STEPS" in caught.value.detail
-    morph = await engine.interpolate(pair, None, "slerp", True, "json")  # left out: ATNL_DEFAULT_STEPS frames
+    morph = await engine.interpolate(pair, None, "slerp", "digits", "json")  # left out: ATNL_DEFAULT_STEPS frames
     assert len(morph.pngs) == len(morph.omegas) == settings.default_steps
-    assert len((await engine.interpolate(pair, settings.max_steps, "slerp", True, "png")).omegas) == settings.max_steps
+    assert len((await engine.interpolate(pair, settings.max_steps, "slerp", "digits", "png")).omegas) == settings.max_steps
 
 
 async def test_hallucinate_may_ask_for_at_most_max_hallucinate_n_images(settings: Settings, store: ModelStore, digits) -> None:

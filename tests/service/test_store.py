@@ -77,7 +77,8 @@ def test_a_broken_model_json_is_described_with_nothing_known(store_dir: Path, ti
     add(store_dir, "broken", tiny_checkpoint)
     (store_dir / "broken" / "model.json").write_bytes(text)
     store = ModelStore(store_dir)
-    assert store.describe("broken") == {"id": "broken", "family": None, "dataset": None, "created_at": None, "metrics": {}}
+    nothing = {"family": None, "dataset": None, "labels": [], "image_shape": None, "preprocess": None, "created_at": None}
+    assert store.describe("broken") == {"id": "broken", **nothing, "metrics": {}}
     assert set(store.ids()) == {"tiny", "broken"}
 
 
