@@ -17,7 +17,7 @@ from pathlib import Path
 from service.errors import InvalidInput
 from service.store import DATASETS_DIR
 
-BUILT_IN = ("mnist-5k", "pose-digits")
+BUILT_IN = ("mnist-5k", "pose-digits", "pose-photos", "digits-8x8")
 """Data sets shipped with the package (models.data), open to every training request."""
 DIRECTORY_KINDS = ("mnist-idx", "folder")
 """Data set kinds that read a directory: allowed under ATNL_DATA_ROOTS only."""

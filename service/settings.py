@@ -183,8 +183,8 @@ class Settings(BaseSettings):
     """Retry-After of a 503 from a full training queue, seconds."""
     data_roots: list[Path] = []
     """Directories ``mnist-idx:DIR`` and ``folder:DIR`` data sets of POST /v1/train may be in
-    (JSON list, e.g. ``["/data/digits"]``); empty: only the built-in data sets (mnist-5k,
-    pose-digits) are open over HTTP. The CLI (``atnl train``) is not limited."""
+    (JSON list, e.g. ``["/data/digits"]``); empty: only the built-in data sets and uploads
+    are open over HTTP. The CLI (``atnl train``) is not limited."""
     job_heartbeat_ttl_seconds: float = Field(30.0, gt=0)
     """A running job refreshes its heartbeat key every third of this; a job still "started" whose
     heartbeat is this old (worker killed, host lost) is reported and recorded as failed on the

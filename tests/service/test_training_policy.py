@@ -140,3 +140,11 @@ async def test_a_worker_on_another_store_fails_the_job_at_once(client, settings,
     assert job["status"] == "failed" and job["progress"] is None, job
     assert "WrongModelStore" in job["error"] and "ATNL_MODEL_STORE" in job["error"] and str(tmp_path) not in job["error"]
     assert list((tmp_path / "var" / "models").iterdir()) == [tmp_path / "var" / "models" / "STORE_ID"]
+
+
+def test_every_built_in_data_set_is_open_over_http() -> None:
+    from models.data import BUILT_IN as SHIPPED
+    from service.datasets import BUILT_IN, allowed_dataset
+
+    assert set(BUILT_IN) == set(SHIPPED)
+    assert all(allowed_dataset(spec, []) == spec for spec in SHIPPED)
