@@ -106,7 +106,7 @@ async def test_bounds_are_this_deployments(spec, settings) -> None:
     )  # fmt: skip
     train = body_schema(spec, "/v1/train", "application/json")["properties"]
     assert (train["epochs"]["anyOf"][0]["minimum"], train["epochs"]["anyOf"][0]["maximum"]) == (1, settings.max_train_epochs)
-    assert train["dataset"]["anyOf"][0]["enum"] == ["mnist-5k", "pose-digits"]
+    assert train["dataset"]["anyOf"][0]["enum"] == ["mnist-5k", "pose-digits", "pose-photos", "digits-8x8"]
     small = create_app(settings.model_copy(update={"max_steps": 12, "max_files": 3})).openapi()
     assert body_schema(small, "/v1/interpolate")["properties"]["steps"]["maximum"] == 12
     assert "maxItems" not in body_schema(small, "/v1/decode", "application/json")["properties"]["latents"]["items"]
