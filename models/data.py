@@ -38,7 +38,7 @@ from models.networks import MIN_SIDE
 from models.preprocess import PREPROCESSINGS, is_colour, prepare
 
 IMAGE_SIZE = 28
-"""Side of the square grey images every data set is brought to."""
+"""Side of MNIST's square grey images (mnist-5k, mnist-idx, pose-digits)."""
 
 POSE_ANGLES = (-60, -40, -20, 0, 20, 40, 60)
 """Degrees of the pose-digits bins, in label order. Multi-PIE's poses are 15°

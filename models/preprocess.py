@@ -100,6 +100,12 @@ def mnist_style(grey: np.ndarray, size: int = 28) -> np.ndarray:
     return canvas
 
 
+def requested(asked: str, own: str) -> str:
+    """The preprocessing a request's ``preprocess`` names, for a model that records ``own``:
+    ``model`` is the model's own and ``mnist`` (the old name) is ``digits``."""
+    return {"model": own, "mnist": "digits"}.get(asked, asked)
+
+
 def to_rgb(img: Image.Image) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]; transparency is flattened onto white."""
     if img.mode == "F":

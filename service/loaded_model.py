@@ -19,6 +19,7 @@ import numpy as np
 from models.errors import InputError
 from models.geometry import Method
 from models.hallucination import Filter, HallucinationResult, Strategy, default_strategy
+from models.preprocess import requested
 from service import answer_files, imaging, prometheus
 from service.batching import Batcher
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError
@@ -170,7 +171,7 @@ class LoadedModel:
 
     def preprocessing(self, asked: str) -> str:
         """The preprocessing a request's ``preprocess`` names: ``model`` is the model's own, ``mnist`` is ``digits``."""
-        return {"model": self.model.cfg.preprocess, "mnist": "digits"}.get(asked, asked)
+        return requested(asked, self.model.cfg.preprocess)
 
     def decode_images(self, uploads: Uploads, preprocess: str, policy: imaging.ImagePolicy) -> np.ndarray:
         """Uploads whose headers passed ``decoded_bytes`` -> (N, C, H, W) float32 in [0, 1] in this model's shape."""

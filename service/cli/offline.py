@@ -41,10 +41,10 @@ def read_pictures(runner: ModelRunner, paths: list[Path], preprocess: str, hint:
     from PIL import Image
 
     from models.errors import InputError
-    from models.preprocess import prepare
+    from models.preprocess import prepare, requested
 
     cfg = runner.model.cfg
-    how = {"model": cfg.preprocess, "mnist": "digits"}.get(preprocess, preprocess)
+    how = requested(preprocess, cfg.preprocess)
     out = np.empty((len(paths), cfg.channels, cfg.image_size, cfg.image_size), np.float32)
     for k, path in enumerate(paths):
         try:
