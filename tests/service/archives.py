@@ -12,9 +12,13 @@ import tarfile
 import warnings
 import zipfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from service.settings import Settings
 
 Members = Sequence[tuple[str, bytes]]
 BAR_STEP = 45.0
@@ -137,3 +141,15 @@ def bar_members(labels: Sequence[str], per_label: int, side: int = 24, seed: int
             fmt = ("PNG", "JPEG")[i % 2]
             members.append((f"{label}/{i}.{fmt.lower().replace('jpeg', 'jpg')}", encoded(bar_picture(k, rng, side), fmt)))
     return members
+
+
+def empty_store_settings(tmp_path: Path, redis_url: str, **caps: Any) -> Settings:
+    """Settings of an empty model store (no model is trained, none bootstrapped), with ``caps`` over the defaults."""
+    return Settings(
+        model_store=tmp_path / "store",
+        redis_url=redis_url,
+        device="cpu",
+        bootstrap_default_model=False,
+        _env_file=None,  # type: ignore[call-arg]
+        **caps,
+    )

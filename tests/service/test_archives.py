@@ -22,6 +22,7 @@ from service.archives import extract_archive
 from service.errors import InvalidInput, PayloadTooLarge
 from service.settings import Settings
 from tests.service.archives import (
+    empty_store_settings,
     gzip_of,
     labelled,
     patch_zip_headers,
@@ -48,14 +49,7 @@ CAPS = {
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str) -> Settings:
     """An empty model store (no model is trained for these tests) and small archive caps."""
-    return Settings(
-        model_store=tmp_path / "store",
-        redis_url=redis_url,
-        device="cpu",
-        bootstrap_default_model=False,
-        _env_file=None,  # type: ignore[call-arg]
-        **CAPS,
-    )
+    return empty_store_settings(tmp_path, redis_url, **CAPS)
 
 
 def csv_set(rows: str, order: str | None) -> list[tuple[str, bytes]]:

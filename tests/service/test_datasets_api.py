@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from service.main import create_app
 from service.settings import Settings
 from service.store import ModelStore
-from tests.service.archives import labelled, tar_gz_of, tiny_png, zip_of
+from tests.service.archives import empty_store_settings, labelled, tar_gz_of, tiny_png, zip_of
 from tests.service.helpers import assert_problem, client_for
 
 pytestmark = pytest.mark.anyio
@@ -34,13 +34,7 @@ BOUNDARY = "dataset-boundary"
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str) -> Settings:
     """An empty model store: no model is trained for these tests."""
-    return Settings(
-        model_store=tmp_path / "store",
-        redis_url=redis_url,
-        device="cpu",
-        bootstrap_default_model=False,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    return empty_store_settings(tmp_path, redis_url)
 
 
 def datasets_root(settings: Settings) -> Path:
