@@ -377,14 +377,14 @@ def resolve_checkpoint(checkpoint: Path | None, quick: bool, device: str, tmp: P
     speed depends on the architecture, not on how long it trained. It is trained again only when
     the cached one no longer loads."""
     from service.settings import get_settings
-    from service.store import ModelStore
+    from service.store import open_store
 
     if checkpoint is not None:
         return checkpoint
-    store = get_settings().model_store
-    model_id = ModelStore(store).default_id()
+    store = open_store(get_settings())
+    model_id = store.default_id()
     if model_id is not None:
-        return store / model_id
+        return store.checkpoint(model_id)  # the store's own folder, or this host's cached copy of an S3 one
     from benchmarks.cache import bench_cache_dir
     from models import CheckpointError, load_checkpoint
     from models.pipeline import train_to_checkpoint

@@ -1,4 +1,4 @@
-"""Uploaded data sets: a folder of the model store, one canonical directory each.
+"""Uploaded data sets: a folder of the model store (a directory or S3), one canonical folder each.
 
     <store>/datasets/<id>/images/<label index>/<n>.png   every image, re-encoded (L or RGB)
     <store>/datasets/<id>/labels.txt                     label names in order, one a line
@@ -11,10 +11,16 @@ label-order rule), every image decoded within the service's caps and written aga
 PNG (the user's bytes are never kept), then renamed to its id in one step. labels.txt
 and labels.csv make the directory a ``models.layout`` folder again, so the worker
 reads it as ``upload:ID`` with the same rule.
+
+On an S3 store the folder is built in ATNL_MODEL_CACHE and uploaded with dataset.json last (a
+prefix without it is never listed); a worker or API replica that needs the images downloads
+the folder once into its own cache (``local_dir``). Deleting removes dataset.json first, so the
+data set leaves every listing in one step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -35,9 +41,11 @@ from models.layout import LABELS_CSV, LABELS_TXT, Layout, LayoutError, read_layo
 from models.networks import MIN_SIDE
 from service.archive_members import ARCHIVE_FIELD, ArchiveCaps, refused
 from service.archives import extract_archive
-from service.datasets import DATASET_ID
+from service.datasets import DATASET_ID, UPLOAD_KIND
 from service.errors import DatasetNotFound, InvalidInput, ServiceError, redact_paths
 from service.imaging import ImageCaps, open_image
+from service.objects import Objects, open_objects
+from service.store import DATASETS_DIR
 
 RECORD = "dataset.json"
 IMAGES = "images"
@@ -96,67 +104,95 @@ def decode_member(path: Path, member: str, caps: ImageCaps) -> Image.Image:
 
 
 class DatasetStore:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, location: str | Path | Objects, cache: Path | None = None) -> None:
+        """``location``: the model store (a directory, ``s3://BUCKET/PREFIX`` or an ``Objects``);
+        ``cache``: where an S3 store's data sets are built and downloaded (ATNL_MODEL_CACHE)."""
+        self.objects = location if isinstance(location, Objects) else open_objects(str(location))
+        self.cache = Path(cache) if cache is not None else Path("var/cache")
+        local = self.objects.local_root()
+        self.root: Path | None = local / DATASETS_DIR if local is not None else None
+        """The data sets' folder of a directory store (None on S3)."""
 
     def ensure(self) -> DatasetStore:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.objects.ensure()
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
         return self
 
-    def path(self, dataset_id: str) -> Path:
-        """Directory of ``dataset_id``; InvalidInput for an id that is not one this store makes."""
+    @staticmethod
+    def checked(dataset_id: str) -> str:
+        """``dataset_id``; InvalidInput for an id that is not one this store makes."""
         if not DATASET_ID.match(dataset_id):
             raise InvalidInput(f"invalid data set id {dataset_id[:64]!r}", field="dataset_id")
-        return self.root / dataset_id
+        return dataset_id
+
+    @staticmethod
+    def _key(dataset_id: str, name: str = "") -> str:
+        return f"{DATASETS_DIR}/{dataset_id}" + (f"/{name}" if name else "")
 
     def exists(self, dataset_id: str) -> bool:
-        return bool(DATASET_ID.match(dataset_id)) and (self.root / dataset_id / RECORD).is_file()
+        return bool(DATASET_ID.match(dataset_id)) and self.objects.exists(self._key(dataset_id, RECORD))
+
+    def _records(self) -> list[dict[str, Any]]:
+        """dataset.json of every complete data set, oldest first."""
+        found = []
+        for dataset_id in self.objects.children(DATASETS_DIR):
+            if DATASET_ID.match(dataset_id):
+                with contextlib.suppress(DatasetNotFound):  # incomplete, or deleted meanwhile
+                    found.append(self.describe(dataset_id))
+        return sorted(found, key=lambda r: (str(r.get("created_at", "")), str(r.get("id", ""))))
 
     def ids(self) -> list[str]:
         """Ids of every complete data set, oldest first."""
-        if not self.root.is_dir():
-            return []
-        found = [p.name for p in self.root.iterdir() if DATASET_ID.match(p.name) and (p / RECORD).is_file()]
-        return sorted(found, key=lambda i: (self._created_at(i), i))
-
-    def _created_at(self, dataset_id: str) -> str:
-        try:
-            return str(self.describe(dataset_id).get("created_at", ""))
-        except DatasetNotFound:
-            return ""
+        return [str(r["id"]) for r in self._records()]
 
     def describe(self, dataset_id: str) -> dict[str, Any]:
         """dataset.json of ``dataset_id``; DatasetNotFound when there is none."""
+        data = self.objects.read(self._key(self.checked(dataset_id), RECORD))
+        if data is None:
+            raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)")
         try:
-            record = json.loads((self.path(dataset_id) / RECORD).read_text())
-        except (FileNotFoundError, NotADirectoryError):
-            raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)") from None
+            record = json.loads(data)
+        except (UnicodeDecodeError, ValueError):
+            record = None
         if not isinstance(record, dict):
             raise DatasetNotFound(f"data set {dataset_id!r} has no readable record")
-        return record
+        return {**record, "id": dataset_id}
 
     def listing(self) -> list[dict[str, Any]]:
         """``describe`` of every data set, oldest first (reads every dataset.json: call it off the event loop)."""
-        out = []
-        for dataset_id in self.ids():
-            try:
-                out.append(self.describe(dataset_id))
-            except DatasetNotFound:  # deleted meanwhile
-                continue
-        return out
+        return self._records()
 
     def delete(self, dataset_id: str) -> None:
-        """Remove ``dataset_id``: renamed away in one step (a reader sees all of it or none), then deleted."""
-        path = self.path(dataset_id)
+        """Remove ``dataset_id`` so that a reader sees all of it or none: renamed away in one step
+        in a directory store, its dataset.json deleted first on S3; then the rest."""
+        self.checked(dataset_id)
+        if self.root is None:
+            if not self.exists(dataset_id):
+                raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)")
+            self.objects.delete([self._key(dataset_id, RECORD)])
+            self.objects.delete(k.key for k in self.objects.keys(self._key(dataset_id)))
+            return
         gone = self.root / f"{PARTIAL_PREFIXES[1]}{dataset_id}-{secrets.token_hex(4)}"
         try:
-            os.rename(path, gone)
+            os.rename(self.root / dataset_id, gone)
         except FileNotFoundError:
             raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)") from None
         shutil.rmtree(gone, ignore_errors=True)
 
     def remove_partials(self, max_age_seconds: float = PARTIAL_MAX_AGE_SECONDS) -> list[str]:
-        """Delete temporary folders older than ``max_age_seconds`` (left by a killed process); their names."""
+        """Delete what a process killed inside an upload or delete left, once older than
+        ``max_age_seconds``: temporary folders of a directory store, prefixes without
+        dataset.json on S3; their names."""
+        if self.root is None:
+            by_id: dict[str, list[Any]] = {}
+            for listed in self.objects.keys(DATASETS_DIR):
+                by_id.setdefault(listed.key.split("/")[1], []).append(listed)
+            stale = [i for i, keys in by_id.items() if all(k.key.split("/")[-1] != RECORD for k in keys)
+                     and min(k.age_seconds for k in keys) > max_age_seconds]  # fmt: skip
+            for dataset_id in stale:
+                self.objects.delete(k.key for k in by_id[dataset_id])
+            return stale
         if not self.root.is_dir():
             return []
         removed = []
@@ -167,6 +203,33 @@ class DatasetStore:
                 removed.append(p.name)
         return removed
 
+    def local_dir(self, dataset_id: str) -> Path:
+        """A local folder with the data set's files (what ``upload:ID`` reads): its own folder in a
+        directory store; on S3 this process's copy in the cache, downloaded once."""
+        if self.root is not None:
+            if not self.exists(dataset_id):
+                raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)")
+            return self.root / dataset_id
+        target = self.cache / DATASETS_DIR / self.checked(dataset_id)
+        if (target / RECORD).is_file():
+            return target
+        if not self.exists(dataset_id):
+            raise DatasetNotFound(f"no data set {dataset_id!r} (GET /v1/datasets lists them)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
+            self.objects.download_tree(self._key(dataset_id), Path(tmp) / "d", last=RECORD)
+            with contextlib.suppress(OSError):  # made meanwhile by another thread of this process
+                (Path(tmp) / "d").rename(target)
+        return target
+
+    def upload_root(self, spec: str | None) -> Path:
+        """The folder ``models.data`` reads ``upload:ID`` data sets from, with ``spec``'s data set in
+        it when it is one (downloaded first on S3)."""
+        kind, _, arg = (spec or "").partition(":")
+        if kind == UPLOAD_KIND and self.root is None:
+            return self.local_dir(arg).parent
+        return self.root if self.root is not None else self.cache / DATASETS_DIR
+
     def create(
         self, archive: IO[bytes] | str | Path, caps: ArchiveCaps, image_caps: ImageCaps, filename: str | None = None
     ) -> dict[str, Any]:
@@ -175,7 +238,9 @@ class DatasetStore:
         InvalidInput, BadImage or PayloadTooLarge (field ``archive``) for an archive refused; nothing
         is left behind then. Slow (decodes every image): call it off the event loop."""
         self.ensure().remove_partials()
-        work = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIXES[0], dir=self.root))
+        building = self.root if self.root is not None else self.cache / "staging"
+        building.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIXES[0], dir=building))
         try:
             if isinstance(archive, str | Path):
                 with open(archive, "rb") as f:
@@ -189,7 +254,15 @@ class DatasetStore:
                 raise InvalidInput(f"archive: {redact_paths(str(e))}", field=ARCHIVE_FIELD) from e
             built = work / "dataset"
             record = self._write(layout, work / "unpacked", built, image_caps, dataset_name(filename))
-            os.rename(built, self.root / record["id"])
+            if self.root is not None:
+                os.rename(built, self.root / record["id"])
+            else:
+                try:
+                    self.objects.upload_tree(built, self._key(record["id"]), last=RECORD)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        self.objects.delete(k.key for k in self.objects.keys(self._key(record["id"])))
+                    raise
             return record
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -247,5 +320,10 @@ class DatasetStore:
     def _free_id(self) -> str:
         while True:
             dataset_id = new_dataset_id()
-            if not (self.root / dataset_id).exists():
+            if not self.objects.keys(self._key(dataset_id)):
                 return dataset_id
+
+
+def open_datasets(settings: Any) -> DatasetStore:
+    """The data sets of the model store ``settings`` name (ATNL_MODEL_STORE, ATNL_MODEL_CACHE)."""
+    return DatasetStore(settings.model_store, settings.model_cache)

@@ -22,6 +22,11 @@ Input a caller can fix raises ``InvalidInput``/``PayloadTooLarge`` here and
 ``models.errors.InputError`` in ``models``; ``service.errors`` maps both to 422/413
 problem+json in one place.
 
+Following the store: ACTIVE is the one truth. ``follow_store`` reads it every
+ATNL_STORE_POLL_SECONDS (a conditional GET on S3) and at once when an activation is announced
+on Redis (service.activation), and checks that the store's id is still the one this process
+started on. A request may pin the model it expects (``model_id``): another one answers 409.
+
 Hot swap: the new checkpoint is loaded completely first, then ``current`` is
 replaced by one assignment. A request takes ``current`` once at its start and
 uses that model to its end, so it never sees half of a swap and never fails
@@ -32,8 +37,11 @@ model finish on it while new ones queue on the new one; no batch mixes models.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,11 +51,11 @@ import numpy as np
 
 from models import CheckpointError
 from models.geometry import Method
-from service import imaging, prometheus
+from service import activation, imaging, prometheus
 from service.batching import Batcher, BatchFn, BatchPolicy
 from service.bounds import HALLUCINATE_N, STEPS
 from service.disconnect import cancel_on_disconnect
-from service.errors import InvalidInput, ModelNotFound, ModelNotReady
+from service.errors import InvalidInput, ModelMismatch, ModelNotFound, ModelNotReady
 from service.loaded_model import (
     Decoded,
     Encoded,
@@ -60,8 +68,9 @@ from service.loaded_model import (
     Uploads,
 )
 from service.model_runner import RunnerOptions, load_runner, open_device
+from service.objects import StoreUnavailable
 from service.settings import Settings
-from service.store import ModelStore
+from service.store import POINTER, STORE_ID, ModelStore
 
 if TYPE_CHECKING:
     import torch
@@ -74,6 +83,16 @@ a thread of its own costs more than decoding a few small PNGs (~0.1 ms each). La
 decoded in inference threads first, in parallel, so no big upload holds up a batch."""
 SMALL_DECODED_BYTES = 64 * 1024
 T = TypeVar("T")
+
+
+def _waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
+    """``event.set`` made safe to call from another thread, and after ``loop`` closed."""
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(event.set)
+
+    return wake
 
 
 class Engine:
@@ -94,6 +113,11 @@ class Engine:
             s.batch_max_images, s.batch_max_delay_ms / 1000.0, s.batch_max_queued_images, s.batch_retry_after_seconds
         )
         self.runner_options = RunnerOptions(s.autocast, s.torch_compile, s.cuda_pin_memory)
+        self.replica_id = s.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.store_id: str | None = None
+        """The id of the store this process started on (None until the store was first reached)."""
+        self.store_replaced = False
+        """Set when the store's id stops being ``store_id``: this process then stops following it."""
 
     @property
     def ready(self) -> bool:
@@ -105,6 +129,14 @@ class Engine:
         lm = self._current
         if lm is None:
             raise ModelNotReady("no model is loaded yet (first start may still be training the default model)")
+        return lm
+
+    def serving(self, model_id: str | None) -> LoadedModel:
+        """``current``, for a request that may pin the model it expects: ModelMismatch (409, naming
+        the model served) when ``model_id`` is given and is another one."""
+        lm = self.current
+        if model_id is not None and model_id != lm.id:
+            raise ModelMismatch.of(lm.id, model_id)
         return lm
 
     async def run(self, fn: Callable[..., T], *args: Any, op: str | None = None) -> T:
@@ -134,37 +166,95 @@ class Engine:
 
             lm.batchers[op] = Batcher(op, batch_fn, self.batch_policy, in_thread)
 
+    def _point(self, model_id: str) -> None:
+        """Write ACTIVE and announce it to the other replicas (blocking: in a thread)."""
+        s = self.settings
+        activation.activate(self.store, model_id, s.redis_url if s.redis_activation_channel else None)
+
     async def activate(self, model_id: str, write_pointer: bool = True) -> LoadedModel:
-        """Load ``model_id`` fully, then make it current (and the store's ACTIVE)."""
+        """Load ``model_id`` fully, then make it current (and the store's ACTIVE, announced)."""
         async with self._swap_lock:
             if self._current is not None and self._current.id == model_id:
-                if write_pointer and self.store.active_id() != model_id:
-                    self.store.set_active(model_id)
+                if write_pointer and await anyio.to_thread.run_sync(self.store.active_id) != model_id:
+                    await anyio.to_thread.run_sync(self._point, model_id)
                 return self._current
             loaded = await anyio.to_thread.run_sync(self._load, model_id)
             self._add_batchers(loaded)
             if write_pointer:
-                self.store.set_active(model_id)
+                await anyio.to_thread.run_sync(self._point, model_id)
             previous, self._current = self._current, loaded
             prometheus.set_active_model(model_id, previous.id if previous else None)
             log.info("serving model %s%s", model_id, f" (was {previous.id})" if previous else "")
             return loaded
 
-    def _wanted(self) -> str | None:
-        """The model to serve: the ACTIVE pointer (one small read), else the newest checkpoint
-        (reads every model.json; only while the pointer names nothing)."""
-        return self.store.active_id() or self.store.default_id()
+    def _wanted(self, tag: str | None) -> tuple[str | None, str | None]:
+        """(the model to serve, ACTIVE's tag): what ACTIVE names, else the newest checkpoint (that
+        reads every model.json: only while the pointer names nothing); (None, tag) when ACTIVE is
+        unchanged since ``tag`` and a model is loaded. Blocking: call it in a thread."""
+        pointer = self.store.objects.read_if_changed(POINTER, tag)
+        if not pointer.changed and self._current is not None:
+            return None, tag
+        named = self.store.pointed(pointer.data) if pointer.changed else self.store.active_id()
+        if named is not None and self.store.exists(named):
+            return named, pointer.tag
+        return self.store.default_id(), pointer.tag
+
+    def _same_store(self, tag: str | None) -> tuple[bool, str | None]:
+        """(whether the store's STORE_ID is still the one this process started on, its tag); the
+        first call learns the id (making it on a new store). Blocking: call it in a thread."""
+        if self.store_id is None:
+            self.store_id = self.store.store_id()
+        seen = self.store.objects.read_if_changed(STORE_ID, tag)
+        if not seen.changed:
+            return True, tag
+        return (seen.data or b"").decode(errors="replace").strip() == self.store_id, seen.tag
 
     async def follow_store(self) -> None:
-        """Pick up ACTIVE changes made by workers (``activate: true``), the bootstrap or other replicas."""
-        while True:
-            await asyncio.sleep(self.settings.store_poll_seconds)
-            try:
-                wanted = await anyio.to_thread.run_sync(self._wanted)  # reads the disk: off the event loop
-                if wanted is not None and (self._current is None or self._current.id != wanted):
-                    await self.activate(wanted, write_pointer=await anyio.to_thread.run_sync(self.store.active_id) is None)
-            except Exception:  # keep following; a bad checkpoint must not stop the loop
-                log.exception("could not follow the model store")
+        """Follow ACTIVE (activations by workers, the bootstrap or other replicas): polled every
+        ATNL_STORE_POLL_SECONDS, and read at once when Redis announces one."""
+        s = self.settings
+        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        listener: activation.Listener | None = None
+        pointer_tag: str | None = None
+        id_tag: str | None = None
+        try:
+            while True:
+                try:
+                    same, id_tag = await anyio.to_thread.run_sync(self._same_store, id_tag)
+                    if not same:
+                        if not self.store_replaced:
+                            log.error(
+                                "the model store %s no longer has the id %s this process started on (replaced or "
+                                "emptied): not following it; restart this process to serve the new store",
+                                self.store.url,
+                                self.store_id,
+                            )
+                        self.store_replaced = True
+                    elif self.store_id is not None:
+                        if listener is None and s.redis_activation_channel:
+                            listener = activation.Listener(s.redis_url, self.store_id, _waker(loop, wake)).start()
+                        wanted, tag = await anyio.to_thread.run_sync(self._wanted, pointer_tag)
+                        if wanted is not None and (self._current is None or self._current.id != wanted):
+                            no_pointer = await anyio.to_thread.run_sync(self.store.active_id) is None
+                            await self.activate(wanted, write_pointer=no_pointer)
+                        pointer_tag = tag  # only once followed: a failed load is tried again
+                except StoreUnavailable as e:
+                    log.warning("could not read the model store (%s); serving %s meanwhile", e.detail, self._served())
+                except Exception:  # keep following; a bad checkpoint must not stop the loop
+                    log.exception("could not follow the model store")
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+                # arrives as the event is set, and the shutdown would then wait for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(s.store_poll_seconds):
+                        await wake.wait()
+                wake.clear()
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    def _served(self) -> str:
+        return self._current.id if self._current is not None else "no model"
 
     async def _batched(self, lm: LoadedModel, op: str, prepare: Callable[..., np.ndarray], *args: Any) -> Any:
         """``prepare(*args)`` in a thread (decoding the request's inputs), then the result of its
@@ -175,8 +265,8 @@ class Engine:
         prometheus.BATCH_SIZE.labels(op).observe(len(payload))
         return await batcher.submit(payload)
 
-    async def encode(self, uploads: Uploads, preprocess: str) -> Encoded:
-        lm = self.current
+    async def encode(self, uploads: Uploads, preprocess: str, model_id: str | None = None) -> Encoded:
+        lm = self.serving(model_id)
         async with cancel_on_disconnect():
             if not self.settings.batch_enabled:
                 return await self.run(lm.encode, uploads, preprocess, self.image_policy, op="encode")
@@ -193,9 +283,10 @@ class Engine:
             return False
         return lm.decoded_bytes(uploads, self.image_policy) <= SMALL_DECODED_BYTES
 
-    async def decode(self, body: bytes) -> Decoded:
-        """The raw JSON body is parsed in a thread: a 16 MB body must not block the event loop."""
-        lm = self.current
+    async def decode(self, body: bytes, model_id: str | None = None) -> Decoded:
+        """The raw JSON body is parsed in a thread: a 16 MB body must not block the event loop
+        (a ``model_id`` inside it is checked there)."""
+        lm = self.serving(model_id)
         s = self.settings
         async with cancel_on_disconnect():
             if not s.batch_enabled:
@@ -203,15 +294,19 @@ class Engine:
             pngs = await self._batched(lm, "decode", lm.latents, body, s.max_latents, s.max_latent_abs)
             return Decoded(lm.id, pngs)
 
-    async def interpolate(self, uploads: Uploads, steps: int | None, method: Method, preprocess: str, fmt: MorphFormat) -> Morph:
+    async def interpolate(
+        self, uploads: Uploads, steps: int | None, method: Method, preprocess: str, fmt: MorphFormat, model_id: str | None = None
+    ) -> Morph:
         steps = self.settings.default_steps if steps is None else steps
         STEPS.check("steps", steps, self.settings)
-        lm = self.current
+        lm = self.serving(model_id)
         async with cancel_on_disconnect():
             return await self.run(lm.interpolate, uploads, steps, method, preprocess, fmt, self.image_policy, op="interpolate")
 
-    async def hallucinate(self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan) -> Hallucination:
-        lm = self.current  # once: labels are checked against, and images encoded by, this model
+    async def hallucinate(
+        self, uploads: Uploads, labels: Sequence[str], plan: HallucinationPlan, model_id: str | None = None
+    ) -> Hallucination:
+        lm = self.serving(model_id)  # once: labels are checked against, and images encoded by, this model
         total = plan.most_images(len(lm.label_names))
         if total > HALLUCINATE_N.highest(self.settings):
             raise InvalidInput(

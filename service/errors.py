@@ -99,6 +99,22 @@ class ModelNotFound(ServiceError):
     title = "Model not found"
 
 
+class ModelMismatch(ServiceError):
+    """The request pinned a model (`model_id`) that is not the one this replica serves; `active` names that one."""
+
+    status = 409
+    title = "Model mismatch"
+
+    @classmethod
+    def of(cls, served: str, requested: str) -> ModelMismatch:
+        return cls(
+            f"this replica serves model {served!r}, not {requested!r}: the latents of one model mean nothing to "
+            "another (GET /v1/models says which is active; send the request again without model_id, or re-encode)",
+            active=served,
+            requested=requested,
+        )
+
+
 class DatasetNotFound(ServiceError):
     """No uploaded data set of that id (never made, or deleted)."""
 

@@ -32,9 +32,9 @@ import numpy as np
 
 from models.order_circle import sector_centres
 from models.pipeline import load_model_dataset
+from service.dataset_store import open_datasets
 from service.errors import ServiceError, redact_paths
 from service.settings import get_settings
-from service.store import DATASETS_DIR
 
 if TYPE_CHECKING:
     from service.loaded_model import LoadedModel
@@ -133,8 +133,8 @@ def _read_test_images(lm: LoadedModel) -> TestImages:
     if not isinstance(spec, str) or not isinstance(test_indices, list) or not test_indices:
         raise TestImagesUnavailable(f"model {lm.id} records no test split (data.spec and data.test_indices)")
     try:
-        data = load_model_dataset(lm.model, get_settings().model_store / DATASETS_DIR)
-    except (OSError, ValueError) as e:
+        data = load_model_dataset(lm.model, open_datasets(get_settings()).upload_root(spec))
+    except (OSError, ValueError, ServiceError) as e:  # ServiceError: an upload deleted since, the store down
         raise TestImagesUnavailable(f"the data set of model {lm.id} cannot be read here: {redact_paths(str(e))}") from e
     idx = np.asarray(test_indices, dtype=np.int64)
     if idx.min() < 0 or idx.max() >= len(data):

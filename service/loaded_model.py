@@ -22,7 +22,7 @@ from models.hallucination import Filter, HallucinationResult, Strategy, default_
 from models.preprocess import requested
 from service import answer_files, imaging, prometheus
 from service.batching import Batcher
-from service.errors import InvalidInput, PayloadTooLarge, ServiceError
+from service.errors import InvalidInput, ModelMismatch, PayloadTooLarge, ServiceError
 from service.forms import parse_labels
 from service.json_bodies import parse_json_body
 from service.model_runner import ModelRunner
@@ -193,6 +193,8 @@ class LoadedModel:
         Coordinates must be finite and within ±``max_abs`` (ATNL_MAX_LATENT_ABS): larger
         finite values overflow float32 in the decoder and come out as NaN."""
         request = parse_json_body(DecodeRequest, body)
+        if request.model_id is not None and request.model_id != self.id:
+            raise ModelMismatch.of(self.id, request.model_id)
         if len(request.latents) > max_latents:
             raise PayloadTooLarge(
                 f"{len(request.latents)} latents sent; the limit is {max_latents} (ATNL_MAX_LATENTS)", field="latents"

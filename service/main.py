@@ -7,31 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from models.training import TrainConfig
 from service import prometheus
 from service.body_caps import BodyCaps
-from service.dataset_store import DatasetStore
-from service.datasets import upload_root
+from service.dataset_store import DatasetStore, open_datasets
 from service.deps import is_loopback
 from service.disconnect import ClientWatch
 from service.engine import Engine
 from service.errors import install_problem_handlers
 from service.http_methods import ImplicitMethods
+from service.objects import StoreUnavailable
 from service.openapi import install_openapi
 from service.prometheus import RequestMetrics
 from service.routes import datasets as dataset_routes
 from service.routes import health, inference, models, playground
 from service.routes import jobs as job_routes
 from service.settings import Settings, get_settings
-from service.store import ModelStore
+from service.store import ModelStore, open_store
 from service.training import job_queue
 from service.version import package_version
 
@@ -62,10 +64,22 @@ async def start_bootstrap(settings: Settings) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "ATNL_MODEL_STORE": str(settings.model_store),
+        "ATNL_MODEL_CACHE": str(settings.model_cache),
+        "ATNL_REDIS_URL": settings.redis_url,
+        "ATNL_REDIS_ACTIVATION_CHANNEL": json.dumps(settings.redis_activation_channel),
+        "ATNL_BOOTSTRAP_TRAIN": json.dumps(settings.bootstrap_train),
         "ATNL_DEVICE": settings.device,
         "ATNL_LOG_LEVEL": settings.log_level,
     }
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "service.bootstrap", env=env)
+
+
+def opened(store: ModelStore, datasets: DatasetStore) -> str | None:
+    """Make the store usable (the directory or bucket), clear what killed uploads left, and say
+    what to serve (None: the store is empty)."""
+    store.ensure()
+    datasets.ensure().remove_partials()
+    return store.default_id()
 
 
 @contextlib.asynccontextmanager
@@ -77,21 +91,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "loopback clients only (403 to others); set ATNL_API_TOKEN to allow them from other hosts",
             settings.host,
         )
-    store = ModelStore(settings.model_store).ensure()
+    store = open_store(settings)
     engine = Engine(settings, store)
     app.state.store, app.state.engine = store, engine
-    app.state.datasets = DatasetStore(upload_root(settings.model_store)).ensure()
-    app.state.datasets.remove_partials()
+    app.state.datasets = open_datasets(settings)
     app.state.redis = job_queue.connect(settings)  # connects lazily: the API starts without Redis
     prometheus.MODEL_LOADED.set(0)
     child: asyncio.subprocess.Process | None = None
-    model_id = store.default_id()
+    bootstrap = settings.bootstrap_default_model
+    try:
+        model_id = await anyio.to_thread.run_sync(opened, store, app.state.datasets)
+    except StoreUnavailable as e:  # not ready until it answers and names a model: follow_store keeps trying
+        log.error("%s; /readyz stays 503 until the store answers", e.detail)
+        model_id, bootstrap = None, False
     if model_id is not None:
         try:
             await engine.activate(model_id, write_pointer=store.active_id() is None)
         except Exception:
             log.exception("could not load model %s; /readyz stays 503 until a model is activated", model_id)
-    elif settings.bootstrap_default_model:
+    elif bootstrap:
         child = await start_bootstrap(settings)
     follower = asyncio.create_task(engine.follow_store())
     try:

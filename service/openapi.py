@@ -31,8 +31,8 @@ from fastapi.routing import iter_route_contexts
 from pydantic.json_schema import models_json_schema
 
 from service.bounds import HALLUCINATE_N, STEPS, TRAIN_BOUNDS, Bound
-from service.dataset_store import DatasetStore
-from service.datasets import BUILT_IN, UPLOAD_KIND, upload_root
+from service.dataset_store import open_datasets
+from service.datasets import BUILT_IN, UPLOAD_KIND
 from service.deps import require_token
 from service.errors import InvalidInput, problems
 from service.schemas import BOUND, Problem, dataset_pattern
@@ -77,7 +77,7 @@ def _latent(node: dict[str, Any], settings: Settings, model: LoadedModel | None)
 
 def uploaded_datasets(settings: Settings) -> list[str]:
     """Ids of the data sets uploaded to this deployment's store (the document lists them)."""
-    return DatasetStore(upload_root(settings.model_store)).ids()
+    return open_datasets(settings).ids()
 
 
 def _dataset(node: dict[str, Any], settings: Settings, model: LoadedModel | None) -> None:

@@ -88,6 +88,12 @@ class DecodeRequest(BaseModel):
         "ATNL_MAX_LATENTS, each coordinate within ±ATNL_MAX_LATENT_ABS.",
         json_schema_extra=bound("latents"),
     )
+    model_id: str | None = Field(
+        None,
+        description="The model the latents came from (an encode answer's model_id): 409 if this replica serves "
+        "another. The query parameter of the same name does the same.",
+        max_length=128,
+    )
 
 
 class DecodeResponse(BaseModel):
@@ -154,9 +160,18 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
 
 
+class ReplicaInfo(BaseModel):
+    id: str = Field(description="The API process that answered (ATNL_REPLICA_ID, else <hostname>:<pid>).")
+    loaded: str | None = Field(description="The model it has loaded and serves (null while none is).")
+    store: str = Field(description="Its model store: s3://BUCKET/PREFIX, or local for a directory.")
+    store_id: str | None = Field(description="The id of the store it started on (null until it first reached the store).")
+    following: bool = Field(description="Whether it follows the store's ACTIVE (false once the store was replaced).")
+
+
 class ModelList(BaseModel):
     active: str | None = Field(description="Id of the model this process serves (null while none is loaded).")
     models: list[ModelInfo]
+    replica: ReplicaInfo = Field(description="Which API replica answered, and what it has loaded.")
 
 
 class ActivateResponse(BaseModel):

@@ -41,11 +41,25 @@ class Settings(BaseSettings):
     # --- where things are
     redis_url: str = "redis://localhost:6379/0"
     """Redis holding the RQ training queue and job state. Inference never needs it."""
-    model_store: Path = Path("./var/models")
-    """Directory of checkpoints (one sub-directory each) plus the ``ACTIVE`` pointer file.
-    Made absolute when read (a relative path is taken from the working directory); API and
-    workers must share it: each job carries the API's store id and fails at once, saying so,
-    on a worker whose store differs."""
+    model_store: Path | str = Path("./var/models")
+    """The model store: checkpoints (one folder each), uploaded data sets and the ``ACTIVE``
+    pointer. A directory (made absolute when read: a relative path is taken from the working
+    directory), or ``s3://BUCKET/PREFIX`` for an S3-compatible server, with the endpoint and
+    credentials from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``); the bucket is made
+    if missing. API replicas and workers must all name the same store: each job carries the
+    API's store id and fails at once, saying so, on a worker whose store differs."""
+    model_cache: Path = Path("./var/cache")
+    """Local directory where a process keeps what it downloads from an S3 store (checkpoints,
+    keyed and verified by their content hash, and data sets) and stages what it uploads. Never
+    shared between hosts; safe to delete while the process is stopped. A directory store reads
+    its checkpoints in place and does not use it."""
+    replica_id: str = ""
+    """How this API process names itself in GET /v1/models and its logs; empty: ``<hostname>:<pid>``."""
+    redis_activation_channel: bool = True
+    """Announce every activation on a Redis channel and listen to it, so a swap reaches every API
+    replica in under a second; the ACTIVE poll (ATNL_STORE_POLL_SECONDS) still follows it while
+    Redis is down."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the API runs inference and, unless a job says otherwise, where jobs train."""
     cuda_memory_fraction: float | None = Field(None, gt=0, le=1)
@@ -124,11 +138,16 @@ class Settings(BaseSettings):
     """Inference calls running at once; more wait. Each uses ``torch_threads`` threads
     (by default the cores divided by this, so that the calls together fill the cores)."""
     store_poll_seconds: float = Field(2.0, gt=0)
-    """How often the API re-reads the ACTIVE pointer, so a worker's ``activate: true``
-    or another replica's hot swap reaches this process."""
+    """How often the API re-reads the ACTIVE pointer (a conditional GET on S3: no body while it
+    is unchanged), so a worker's ``activate: true`` or another replica's hot swap reaches this
+    process even when the Redis announcement does not."""
     bootstrap_default_model: bool = True
     """On start with an empty store, train the default ATNL model on mnist-5k (in a
     child process, progress in the log) and activate it."""
+    bootstrap_train: dict[str, Any] = {}
+    """TrainConfig fields the first-start default model is trained with instead of the defaults
+    (JSON, e.g. ``{"epochs": 5}``); empty: the library's defaults on mnist-5k. Replicas that
+    start together on an empty store train it once (a lease object in the store)."""
 
     # --- inference speed (service.batching, service.model_runner; measured in reports/service.md)
     torch_threads: int = Field(0, ge=0)
@@ -194,10 +213,13 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(2.0, gt=0)
     """Connect and socket timeout of the API's Redis calls; past it training answers 503."""
 
-    @field_validator("model_store")
+    @field_validator("model_store", mode="before")
     @classmethod
-    def _absolute_store(cls, value: Path) -> Path:
-        return value.expanduser().absolute()
+    def _absolute_store(cls, value: object) -> object:
+        """``s3://…`` stays a string; anything else is a directory, made absolute."""
+        if isinstance(value, str) and value.startswith("s3://"):
+            return value
+        return Path(str(value)).expanduser().absolute() if isinstance(value, str | Path) else value
 
     @field_validator("api_token", mode="before")
     @classmethod

@@ -23,8 +23,9 @@ def eval_cmd(
     from models.data import DatasetError, split_indices
     from models.metrics import evaluate
     from models.pipeline import load_model_dataset
+    from service.dataset_store import open_datasets
+    from service.errors import ServiceError
     from service.settings import cache_dir, get_settings
-    from service.store import DATASETS_DIR
 
     try:
         model = load_checkpoint(checkpoint)
@@ -32,8 +33,8 @@ def eval_cmd(
         raise typer.BadParameter(str(e)) from e
     meta = model.meta
     try:
-        data = load_model_dataset(model, get_settings().model_store / DATASETS_DIR)
-    except DatasetError as e:  # e.g. a folder: or mnist-idx: data set that moved since training
+        data = load_model_dataset(model, open_datasets(get_settings()).upload_root((meta.get("data") or {}).get("spec")))
+    except (DatasetError, ServiceError) as e:  # a folder: data set that moved since training, an upload deleted
         raise typer.BadParameter(f"its data set cannot be read: {e}", param_hint="CHECKPOINT") from e
     train_idx, test_idx = split_indices(data.labels, meta["data"]["test_fraction"], meta["data"]["split_seed"])
     if test_idx != meta["data"]["test_indices"]:

@@ -21,6 +21,7 @@ from service.deps import DatasetStoreDep, SettingsDep, TokenDep
 from service.disconnect import ClientDisconnected, cancel_on_disconnect
 from service.errors import BadImage, DatasetNotFound, Forbidden, InvalidInput, PayloadTooLarge, Unauthorized, problems
 from service.imaging import ImageCaps
+from service.objects import StoreUnavailable
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -60,7 +61,7 @@ async def archive_upload(request: Request) -> UploadFile:
             "description": 'Stored: its record. Train on it with POST /v1/train {"dataset": "upload:ID"}.',
             "headers": {"Location": {"description": "The data set's URL.", "schema": {"type": "string"}}},
         },
-        **problems(400, Unauthorized, Forbidden, PayloadTooLarge, InvalidInput, BadImage),
+        **problems(400, Unauthorized, Forbidden, PayloadTooLarge, InvalidInput, BadImage, StoreUnavailable),
     },
 )
 async def upload_dataset(request: Request, response: Response, datasets: DatasetStoreDep, settings: SettingsDep) -> DatasetInfo:
@@ -90,13 +91,13 @@ async def upload_dataset(request: Request, response: Response, datasets: Dataset
     return DatasetInfo(**record)
 
 
-@router.get("", response_model=DatasetList)
+@router.get("", response_model=DatasetList, responses=problems(StoreUnavailable))
 async def list_datasets(datasets: DatasetStoreDep) -> DatasetList:
     """Every uploaded data set, oldest first."""
     return DatasetList(datasets=[DatasetInfo(**d) for d in await anyio.to_thread.run_sync(datasets.listing)])
 
 
-@router.get("/{dataset_id}", response_model=DatasetInfo, responses=problems(DatasetNotFound))
+@router.get("/{dataset_id}", response_model=DatasetInfo, responses=problems(DatasetNotFound, StoreUnavailable))
 async def get_dataset(dataset_id: DatasetId, datasets: DatasetStoreDep) -> DatasetInfo:
     """One uploaded data set: its labels in order, images per label, image shape."""
     return DatasetInfo(**await anyio.to_thread.run_sync(datasets.describe, dataset_id))
@@ -107,7 +108,7 @@ async def get_dataset(dataset_id: DatasetId, datasets: DatasetStoreDep) -> Datas
     status_code=204,
     response_class=Response,
     dependencies=[TokenDep],
-    responses={204: {"description": "Deleted."}, **problems(Unauthorized, Forbidden, DatasetNotFound)},
+    responses={204: {"description": "Deleted."}, **problems(Unauthorized, Forbidden, DatasetNotFound, StoreUnavailable)},
 )
 async def delete_dataset(dataset_id: DatasetId, datasets: DatasetStoreDep) -> Response:
     """Delete an uploaded data set. Models trained on it keep its id, labels and counts in their record."""

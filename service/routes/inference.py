@@ -13,14 +13,14 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from models.geometry import Method
 from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
 from service.bounds import HALLUCINATE_N, STEPS
 from service.deps import EngineDep
-from service.errors import BadImage, InvalidInput, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
+from service.errors import BadImage, InvalidInput, ModelMismatch, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
 from service.loaded_model import BatchFormat, Hallucination, HallucinationPlan, MorphFormat, Uploads
@@ -35,6 +35,7 @@ from service.schemas import (
     SelfCheck,
     bound,
 )
+from service.store import MODEL_ID
 
 router = APIRouter(prefix="/v1", tags=["inference"], route_class=QueryOptionsRoute)
 
@@ -47,7 +48,7 @@ PREPROCESS_DOC = (
 )
 STEPS_DOC = f"Frames, endpoints included (default {STEPS.default_env}; at most {STEPS.env})."
 IMAGE_DOC = "A PNG or JPEG image (image/png, image/jpeg), any size and mode, with some ink on it; at most ATNL_MAX_UPLOAD_BYTES."
-IMAGE_ERROR_KINDS = (400, PayloadTooLarge, InvalidInput, BadImage, ModelNotReady)
+IMAGE_ERROR_KINDS = (400, PayloadTooLarge, ModelMismatch, InvalidInput, BadImage, ModelNotReady)
 """What a multipart inference route can answer besides 200 (encode also InferenceQueueFull: it is batched)."""
 IMAGE_ERRORS = problems(*IMAGE_ERROR_KINDS)
 FILE_HEADERS = {
@@ -66,6 +67,12 @@ Images = Annotated[
     File(min_length=1, description=f"{IMAGE_DOC} One or more, at most ATNL_MAX_FILES.", json_schema_extra=bound("files")),
 ]
 Preprocess = Annotated[Literal["model", "digits", "fit", "none", "mnist"], Form(description=PREPROCESS_DOC)]
+PIN_DOC = (
+    "Optional: the model the caller expects (an earlier answer's model_id). If this replica serves another one, "
+    "the answer is 409 naming it, so latents are never decoded, nor images labelled, by a model that did not make them."
+)
+PIN_PATTERN = MODEL_ID.pattern
+PinnedModel = Annotated[str | None, Form(description=PIN_DOC, pattern=PIN_PATTERN)]
 
 
 def multipart(*images: str, **constraints: Any) -> dict[str, Any]:
@@ -100,10 +107,12 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     openapi_extra=multipart("files"),
     responses=problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
 )
-async def encode(engine: EngineDep, files: Images, preprocess: Preprocess = "model") -> EncodeResponse:
+async def encode(
+    engine: EngineDep, files: Images, preprocess: Preprocess = "model", model_id: PinnedModel = None
+) -> EncodeResponse:
     """Images -> unit latent vectors ẑ, one per image."""
     blobs = await read_uploads(files)
-    encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess)
+    encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess, model_id)
     return EncodeResponse(model_id=encoded.model_id, latents=encoded.latents.tolist())
 
 
@@ -111,11 +120,15 @@ async def encode(engine: EngineDep, files: Images, preprocess: Preprocess = "mod
     "/decode",
     response_model=DecodeResponse,
     openapi_extra=json_request_body(DecodeRequest),
-    responses=problems(PayloadTooLarge, UnsupportedMediaType, InvalidInput, ModelNotReady, InferenceQueueFull),
+    responses=problems(PayloadTooLarge, UnsupportedMediaType, ModelMismatch, InvalidInput, ModelNotReady, InferenceQueueFull),
 )
-async def decode(request: Request, engine: EngineDep) -> DecodeResponse:
+async def decode(
+    request: Request,
+    engine: EngineDep,
+    model_id: Annotated[str | None, Query(description=PIN_DOC + " May also be given in the body.", pattern=PIN_PATTERN)] = None,
+) -> DecodeResponse:
     """Latent vectors -> images (base64 PNG). The body is parsed off the event loop."""
-    decoded = await engine.decode(await json_body_bytes(request))
+    decoded = await engine.decode(await json_body_bytes(request), model_id)
     return DecodeResponse(model_id=decoded.model_id, images=b64(decoded.pngs))
 
 
@@ -133,10 +146,11 @@ async def interpolate(
     method: Annotated[Method, Form(description="slerp on the sphere, or lerp.")] = "slerp",
     format: Annotated[MorphFormat, Form(description="json, png (frames side by side) or gif.")] = "json",
     preprocess: Preprocess = "model",
+    model_id: PinnedModel = None,
 ) -> Any:
     """Two images -> ``steps`` frames decoded along the path between their latents."""
     blobs = await read_uploads([start], "start") + await read_uploads([end], "end")
-    morph = await engine.interpolate(Uploads(blobs, ("start", "end")), steps, method, preprocess, format)
+    morph = await engine.interpolate(Uploads(blobs, ("start", "end")), steps, method, preprocess, format, model_id)
     if morph.file is not None:
         return file_response(morph.file, f"image/{format}", morph.model_id)
     return InterpolateResponse(model_id=morph.model_id, method=morph.method, omegas=morph.omegas, frames=b64(morph.pngs))
@@ -188,11 +202,12 @@ async def hallucinate(
             "or left out if still misread (self_check.dropped). none: kept, its `read` says what the model sees."
         ),
     ] = "model",
+    model_id: PinnedModel = None,
 ) -> Any:
     """A few labelled images -> new labelled images made by semantic interpolation."""
     blobs = await read_uploads(files)
     plan = HallucinationPlan(per_class, n, strategy, seed, preprocess, format, filter)
-    made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan)
+    made = await engine.hallucinate(Uploads(blobs, upload_fields("files", len(blobs))), labels, plan, model_id)
     if made.file is not None:
         return file_response(made.file, "application/zip", made.model_id, "hallucinated.zip")
     return hallucination_answer(made, filter)

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from service.bounds import TRAIN_BOUNDS
-from service.dataset_store import DatasetStore
-from service.datasets import BUILT_IN, allowed_dataset, is_upload, upload_root
+from service.dataset_store import open_datasets
+from service.datasets import BUILT_IN, allowed_dataset, is_upload
 from service.deps import RedisDep, SettingsDep, TokenDep
 from service.errors import (
     Forbidden,
@@ -57,7 +57,7 @@ def training_config(body: Any, settings: Settings) -> tuple[dict[str, Any], bool
         directory = spec not in BUILT_IN and not is_upload(spec)
         if directory and settings.data_roots and not re.match(dataset_pattern(settings.data_roots), spec):
             raise InvalidInput("dataset: a DIR below a data root (ATNL_DATA_ROOTS), no '.' or '..' segments", field="dataset")
-        uploads = DatasetStore(upload_root(settings.model_store))
+        uploads = open_datasets(settings)
         given["dataset"] = allowed_dataset(spec, settings.data_roots, uploads.exists)
         if is_upload(spec) and not given.get("image_size"):  # its images' side, within this deployment's
             _, height, width = uploads.describe(spec.partition(":")[2])["image_shape"]

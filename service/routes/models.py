@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Path
 from service.deps import EngineDep, StoreDep, TokenDep
 from service.errors import Forbidden, InvalidInput, ModelNotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, problems
 from service.json_bodies import json_body, json_request_body
-from service.schemas import ActivateRequest, ActivateResponse, ModelInfo, ModelList
+from service.objects import StoreUnavailable
+from service.schemas import ActivateRequest, ActivateResponse, ModelInfo, ModelList, ReplicaInfo
 from service.store import MODEL_ID
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -35,14 +36,19 @@ ModelId = Annotated[
                     "description": "Activating the active model again changes nothing.",
                 }
             },
-        }
+        },
+        **problems(StoreUnavailable),
     },
 )
 async def list_models(engine: EngineDep, store: StoreDep) -> ModelList:
     """Every model version in the store, with its metrics, and which one is active."""
     listing = await anyio.to_thread.run_sync(store.listing)  # disk reads stay off the event loop
-    active = engine.current.id if engine.ready else await anyio.to_thread.run_sync(store.active_id)
-    return ModelList(active=active, models=[ModelInfo(**m) for m in listing])
+    loaded = engine.current.id if engine.ready else None
+    active = loaded or await anyio.to_thread.run_sync(store.active_id)
+    replica = ReplicaInfo(
+        id=engine.replica_id, loaded=loaded, store=store.url, store_id=engine.store_id, following=not engine.store_replaced
+    )
+    return ModelList(active=active, models=[ModelInfo(**m) for m in listing], replica=replica)
 
 
 @router.post(
@@ -50,7 +56,9 @@ async def list_models(engine: EngineDep, store: StoreDep) -> ModelList:
     response_model=ActivateResponse,
     dependencies=[TokenDep],
     openapi_extra=json_request_body(ActivateRequest),
-    responses=problems(Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, InvalidInput),
+    responses=problems(
+        Unauthorized, Forbidden, ModelNotFound, PayloadTooLarge, UnsupportedMediaType, InvalidInput, StoreUnavailable
+    ),
 )
 async def activate_model(
     model_id: ModelId, engine: EngineDep, body: Annotated[ActivateRequest, Depends(json_body(ActivateRequest))]

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 from service import prometheus
 from service.errors import JobNotCancellable, JobNotFound, QueueFull, QueueUnavailable, redact_paths
 from service.settings import Settings
-from service.store import ModelStore, new_model_id
+from service.store import new_model_id, open_store
 from service.training.tasks import CANCELED, HEARTBEAT_KEY, STOP_KEY, train_model
 
 PUBLIC_STATUS = {
@@ -78,7 +78,7 @@ def enqueue_training(conn: Redis, settings: Settings, config: dict[str, Any], ac
                 "config": config,
                 "model_id": new_model_id(family),
                 "activate": activate,
-                "store_id": ModelStore(settings.model_store).store_id(),
+                "store_id": open_store(settings).store_id(),
             },
             job_timeout=settings.job_timeout_seconds,
             result_ttl=settings.result_ttl_seconds,
@@ -127,7 +127,7 @@ def fail_lost(conn: Redis, settings: Settings, job: Job) -> None:
     """Record a lost job as failed, with the reason, as RQ would had its worker lived to see it,
     and remove what its process left of a checkpoint it was writing when it died."""
     model_id = str(job.kwargs.get("model_id") or "")
-    store = ModelStore(settings.model_store)
+    store = open_store(settings)
     written = bool(model_id) and store.exists(model_id)
     if model_id and not written:
         store.remove_partial(model_id)

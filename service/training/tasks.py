@@ -19,9 +19,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 from rq.job import Job
 
-from service.datasets import upload_root
+from service import activation
+from service.dataset_store import open_datasets
 from service.settings import get_settings
-from service.store import ModelStore
+from service.store import open_store
 
 log = logging.getLogger("atnl.tasks")
 STOP_KEY = "atnl:stop:{job_id}"
@@ -171,31 +172,29 @@ def _train_model(config: dict[str, Any], model_id: str, activate: bool, store_id
     from service.cuda_memory import limit_cuda_memory
 
     settings = get_settings()
-    store = ModelStore(settings.model_store).ensure()
+    store = open_store(settings).ensure()
     channel = JobChannel(get_current_job(), settings.progress_interval_seconds)
     config = {"device": settings.device, **config}
     try:
         if store_id is not None and store.store_id() != store_id:
             raise WrongModelStore(
-                f"this worker's model store {store.root} is not the API's (store id {store.store_id()} != {store_id}); "
+                f"this worker's model store {settings.model_store} is not the API's (store id {store.store_id()} != {store_id}); "
                 "give API and workers the same ATNL_MODEL_STORE"
             )
         if str(config.get("device")) != "cpu":
             limit_cuda_memory(settings.cuda_memory_fraction)
         cfg = TrainConfig.from_dict(config)
         channel.publish({"phase": "loading", "epoch": 0, "epochs": cfg.epochs, "step": 0, "steps": 0, "loss": None})
-        path = train_to_checkpoint(
-            cfg,
-            store.path(model_id),
-            on_progress=channel.on_progress,
-            should_stop=channel.should_stop,
-            upload_root=upload_root(settings.model_store),  # upload:ID data sets; model.json keeps their labels and counts
-        )
+        uploads = open_datasets(settings).upload_root(cfg.dataset)  # an upload:ID data set, downloaded first from S3
+        with store.writing(model_id) as out:  # published (uploaded, model.json last) when training ends well
+            train_to_checkpoint(
+                cfg, out, on_progress=channel.on_progress, should_stop=channel.should_stop, upload_root=uploads
+            )  # model.json keeps an upload's labels and counts
+        if activate:
+            activation.activate(store, model_id, settings.redis_url if settings.redis_activation_channel else None)
     except Exception as e:
         channel.failed(e)
         raise
-    if activate:
-        store.set_active(model_id)
     channel.finished(model_id)
-    log.info("job %s: wrote %s", channel.name, path)
+    log.info("job %s: wrote %s to %s", channel.name, model_id, store.url)
     return model_id

@@ -29,7 +29,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.settings import Settings
-from service.store import ModelStore
+from service.store import ModelStore, open_store
 from service.training.tasks import REDIS_ERRORS, REDIS_RETRY_SECONDS
 
 log = logging.getLogger("atnl.worker")
@@ -129,7 +129,7 @@ def run_worker(settings: Settings, burst: bool = False, name: str | None = None)
             serializer=JSONSerializer,
             name=name,
             job_monitoring_interval=JOB_MONITORING_INTERVAL_SECONDS,
-            store=ModelStore(settings.model_store),
+            store=open_store(settings),
         )
         log.info("worker %s on queue %r at %s", worker.name, settings.queue_name, settings.redis_url)
         try:

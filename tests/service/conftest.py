@@ -4,6 +4,7 @@ tiny checkpoint (and a tiny colour one), the ASGI app driven through httpx, and 
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from httpx import AsyncClient
 from redis import Redis
 
 from service.settings import Settings
-from tests.service.helpers import RedisServer, client_for
+from tests.service.helpers import S3_BUCKET, RedisServer, S3Server, client_for
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +126,25 @@ def digits(mnist_5k, tiny_checkpoint: Path) -> dict[int, list[np.ndarray]]:
 def client_factory():
     """``client_for`` as a fixture, for tests that need the app on their own settings."""
     return client_for
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server of our own (SeaweedFS) on free loopback ports; the run fails (never
+    skips) if it cannot start. Each test takes a fresh prefix of its bucket (``s3_location``)."""
+    try:
+        server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_location(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh ``s3://bucket/prefix`` store on the test S3 server, with this process's AWS_*
+    variables pointing boto3 at it."""
+    for name, value in s3_server.store_env("").items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex}"
