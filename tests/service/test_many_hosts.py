@@ -22,6 +22,7 @@ import pytest
 
 from benchmarks.servers import Process, Server, wait_until
 from service.store import ModelStore
+from tests.service.archives import bar_members, zip_of
 from tests.service.e2e_stack import TIMEOUT
 from tests.service.helpers import S3_BUCKET, RedisServer, S3Server, TcpProxy, assert_problem
 from tests.service.images import png_of
@@ -162,6 +163,18 @@ def test_replicas_on_one_bucket_share_one_model_and_follow_every_swap(tmp_path: 
         assert second != first
         reaches(hosts, 1, second, 10)
         reaches(hosts, 0, second, 10)
+
+        # A data set uploaded through B lives in the bucket: a worker with its own cache trains on it.
+        archive = zip_of(bar_members(["5", "10", "20"], per_label=12))
+        r = httpx.post(f"{b}/v1/datasets", files={"archive": ("bars.zip", archive, "application/zip")}, timeout=60)
+        assert r.status_code == 201, r.text
+        dataset = r.json()
+        assert httpx.get(f"{a}/v1/datasets/{dataset['id']}", timeout=10).json()["labels"] == ["5", "10", "20"]
+        r = httpx.post(f"{a}/v1/train", json={**TINY, "dataset": f"upload:{dataset['id']}", "batch_size": 12}, timeout=30)
+        assert r.status_code == 202, r.text
+        on_upload = finished(a, r.json()["job_id"])["model_id"]
+        assert hosts.store().describe(on_upload)["labels"] == ["5", "10", "20"] and hosts.serving(0) == second
+        assert (tmp_path / "worker-host" / "cache" / "datasets" / dataset["id"] / "labels.txt").is_file()
 
         # An activation through B reaches A within 5 s (announced over Redis: well under a second).
         r = httpx.post(f"{b}/v1/models/{first}/activate", json={}, timeout=60)
