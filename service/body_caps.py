@@ -9,6 +9,7 @@ refused as soon as it crosses its cap, not after the whole form was spooled to d
                           ATNL_MAX_FIELD_BYTES per text field, ATNL_MAX_FILES files
     POST /v1/datasets     the same, but its ``archive`` file ATNL_MAX_ARCHIVE_BYTES, and
                           the body that plus ARCHIVE_BODY_SLACK
+    application/x-npy     ATNL_MAX_REQUEST_BYTES (service.tensors)
     anything else (JSON)  ATNL_MAX_JSON_BYTES
 
 A refused body gets 413 application/problem+json naming the cap and the field;
@@ -25,6 +26,7 @@ from service.archive_members import ARCHIVE_FIELD
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError, problem
 from service.forms import upload_field
 from service.settings import Settings
+from service.tensors import NPY
 
 ARCHIVE_UPLOAD = ("POST", "/v1/datasets")
 """The request whose ``archive`` file is held to ATNL_MAX_ARCHIVE_BYTES instead of ATNL_MAX_UPLOAD_BYTES."""
@@ -129,7 +131,7 @@ class BodyCaps:
         archive = multipart and (scope["method"], scope["path"]) == ARCHIVE_UPLOAD
         if archive:
             limit, setting = self.settings.max_archive_bytes + ARCHIVE_BODY_SLACK, "ATNL_MAX_ARCHIVE_BYTES"
-        elif multipart:
+        elif multipart or media.lower() == NPY.encode():
             limit, setting = self.settings.max_request_bytes, "ATNL_MAX_REQUEST_BYTES"
         else:
             limit, setting = self.settings.max_json_bytes, "ATNL_MAX_JSON_BYTES"

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -34,18 +33,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-from PIL import Image
-
 from models.layout import LABELS_CSV, LABELS_TXT, Layout, LayoutError, read_layout
 from models.networks import MIN_SIDE
 from service.archive_members import ARCHIVE_FIELD, ArchiveCaps, refused
 from service.archives import extract_archive
+from service.dataset_files import canonical_image, check_labels, dataset_name, decode_member, new_dataset_id
 from service.datasets import DATASET_ID, UPLOAD_KIND
-from service.errors import DatasetNotFound, InvalidInput, ServiceError, redact_paths
-from service.imaging import ImageCaps, open_image
-from service.objects import Objects, open_objects
-from service.store import DATASETS_DIR
+from service.errors import DatasetNotFound, InvalidInput, redact_paths
+from service.imaging import ImageCaps
+from service.objects import Objects
+from service.store import DATASETS_DIR, open_objects
 
 RECORD = "dataset.json"
 IMAGES = "images"
@@ -53,54 +50,6 @@ PARTIAL_PREFIXES = (".upload-", ".deleting-")
 """Temporary folders: an upload being built, a data set being removed."""
 PARTIAL_MAX_AGE_SECONDS = 3600.0
 """A temporary folder this old was left by a process killed inside an upload or delete."""
-MAX_LABEL_CHARS = 128
-NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
-"""Characters dropped from an archive's file name to make the data set's name."""
-
-
-def new_dataset_id() -> str:
-    """``ds-<UTC time>-<random>``: sorts by creation time, unique across processes."""
-    return f"ds-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-def dataset_name(filename: str | None) -> str:
-    """The archive's file name without folders or odd characters, at most 128 characters."""
-    base = re.split(r"[/\\]", filename or "")[-1]
-    return NAME_CHARS.sub("_", base).strip(" ._")[:128] or "archive"
-
-
-def check_labels(names: list[str]) -> None:
-    for name in names:
-        if len(name) > MAX_LABEL_CHARS or not name.isprintable() or name != name.strip():
-            raise InvalidInput(
-                f"archive: label {name[:40]!r} must be printable, without spaces around it, and at most "
-                f"{MAX_LABEL_CHARS} characters",
-                field=ARCHIVE_FIELD,
-            )
-
-
-def canonical_image(img: Image.Image) -> tuple[Image.Image, bool]:
-    """(image as stored, whether it is in colour): grey as "L", colour as "RGB"; transparency is
-    flattened onto white, and an RGB image whose three channels agree is grey."""
-    if img.mode == "F":  # 16- and 32-bit integer images, scaled to [0, 1] by open_image
-        return Image.fromarray((np.clip(np.asarray(img), 0, 1) * 255 + 0.5).astype(np.uint8), mode="L"), False
-    if img.mode in ("LA", "RGBA"):
-        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
-    if img.mode == "L":
-        return img, False
-    rgb = np.asarray(img.convert("RGB"))  # (H, W, 3)
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return Image.fromarray(np.ascontiguousarray(rgb[..., 0]), mode="L"), False
-    return img.convert("RGB"), True
-
-
-def decode_member(path: Path, member: str, caps: ImageCaps) -> Image.Image:
-    """Decode one image of the archive within ``caps``; a refusal names the member (field ``archive``)."""
-    try:
-        return open_image(path.read_bytes(), caps, f"archive member {member!r}")
-    except ServiceError as e:
-        raise type(e)(e.detail, field=ARCHIVE_FIELD) from e
 
 
 class DatasetStore:

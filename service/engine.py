@@ -22,10 +22,9 @@ Input a caller can fix raises ``InvalidInput``/``PayloadTooLarge`` here and
 ``models.errors.InputError`` in ``models``; ``service.errors`` maps both to 422/413
 problem+json in one place.
 
-Following the store: ACTIVE is the one truth. ``follow_store`` reads it every
-ATNL_STORE_POLL_SECONDS (a conditional GET on S3) and at once when an activation is announced
-on Redis (service.activation), and checks that the store's id is still the one this process
-started on. A request may pin the model it expects (``model_id``): another one answers 409.
+Following the store (service.following): ACTIVE is the one truth, read every
+ATNL_STORE_POLL_SECONDS and at once when Redis announces an activation. A request may pin the
+model it expects (``model_id``): another one answers 409.
 
 Hot swap: the new checkpoint is loaded completely first, then ``current`` is
 replaced by one assignment. A request takes ``current`` once at its start and
@@ -37,7 +36,6 @@ model finish on it while new ones queue on the new one; no batch mixes models.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -51,7 +49,7 @@ import numpy as np
 
 from models import CheckpointError
 from models.geometry import Method
-from service import activation, imaging, prometheus
+from service import activation, imaging, prometheus, tensors
 from service.batching import Batcher, BatchFn, BatchPolicy
 from service.bounds import HALLUCINATE_N, STEPS
 from service.disconnect import cancel_on_disconnect
@@ -68,9 +66,8 @@ from service.loaded_model import (
     Uploads,
 )
 from service.model_runner import RunnerOptions, load_runner, open_device
-from service.objects import StoreUnavailable
 from service.settings import Settings
-from service.store import POINTER, STORE_ID, ModelStore
+from service.store import ModelStore
 
 if TYPE_CHECKING:
     import torch
@@ -83,16 +80,6 @@ a thread of its own costs more than decoding a few small PNGs (~0.1 ms each). La
 decoded in inference threads first, in parallel, so no big upload holds up a batch."""
 SMALL_DECODED_BYTES = 64 * 1024
 T = TypeVar("T")
-
-
-def _waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
-    """``event.set`` made safe to call from another thread, and after ``loop`` closed."""
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(event.set)
-
-    return wake
 
 
 class Engine:
@@ -187,75 +174,6 @@ class Engine:
             log.info("serving model %s%s", model_id, f" (was {previous.id})" if previous else "")
             return loaded
 
-    def _wanted(self, tag: str | None) -> tuple[str | None, str | None]:
-        """(the model to serve, ACTIVE's tag): what ACTIVE names, else the newest checkpoint (that
-        reads every model.json: only while the pointer names nothing); (None, tag) when ACTIVE is
-        unchanged since ``tag`` and a model is loaded. Blocking: call it in a thread."""
-        pointer = self.store.objects.read_if_changed(POINTER, tag)
-        if not pointer.changed and self._current is not None:
-            return None, tag
-        named = self.store.pointed(pointer.data) if pointer.changed else self.store.active_id()
-        if named is not None and self.store.exists(named):
-            return named, pointer.tag
-        return self.store.default_id(), pointer.tag
-
-    def _same_store(self, tag: str | None) -> tuple[bool, str | None]:
-        """(whether the store's STORE_ID is still the one this process started on, its tag); the
-        first call learns the id (making it on a new store). Blocking: call it in a thread."""
-        if self.store_id is None:
-            self.store_id = self.store.store_id()
-        seen = self.store.objects.read_if_changed(STORE_ID, tag)
-        if not seen.changed:
-            return True, tag
-        return (seen.data or b"").decode(errors="replace").strip() == self.store_id, seen.tag
-
-    async def follow_store(self) -> None:
-        """Follow ACTIVE (activations by workers, the bootstrap or other replicas): polled every
-        ATNL_STORE_POLL_SECONDS, and read at once when Redis announces one."""
-        s = self.settings
-        wake = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        listener: activation.Listener | None = None
-        pointer_tag: str | None = None
-        id_tag: str | None = None
-        try:
-            while True:
-                try:
-                    same, id_tag = await anyio.to_thread.run_sync(self._same_store, id_tag)
-                    if not same:
-                        if not self.store_replaced:
-                            log.error(
-                                "the model store %s no longer has the id %s this process started on (replaced or "
-                                "emptied): not following it; restart this process to serve the new store",
-                                self.store.url,
-                                self.store_id,
-                            )
-                        self.store_replaced = True
-                    elif self.store_id is not None:
-                        if listener is None and s.redis_activation_channel:
-                            listener = activation.Listener(s.redis_url, self.store_id, _waker(loop, wake)).start()
-                        wanted, tag = await anyio.to_thread.run_sync(self._wanted, pointer_tag)
-                        if wanted is not None and (self._current is None or self._current.id != wanted):
-                            no_pointer = await anyio.to_thread.run_sync(self.store.active_id) is None
-                            await self.activate(wanted, write_pointer=no_pointer)
-                        pointer_tag = tag  # only once followed: a failed load is tried again
-                except StoreUnavailable as e:
-                    log.warning("could not read the model store (%s); serving %s meanwhile", e.detail, self._served())
-                except Exception:  # keep following; a bad checkpoint must not stop the loop
-                    log.exception("could not follow the model store")
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
-                # arrives as the event is set, and the shutdown would then wait for ever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(s.store_poll_seconds):
-                        await wake.wait()
-                wake.clear()
-        finally:
-            if listener is not None:
-                listener.stop()
-
-    def _served(self) -> str:
-        return self._current.id if self._current is not None else "no model"
-
     async def _batched(self, lm: LoadedModel, op: str, prepare: Callable[..., np.ndarray], *args: Any) -> Any:
         """``prepare(*args)`` in a thread (decoding the request's inputs), then the result of its
         payload from the model's ``op`` batch queue."""
@@ -276,6 +194,32 @@ class Engine:
             else:
                 latents = await self._batched(lm, "encode", lm.images, uploads, preprocess, self.image_policy)
             return Encoded(lm.id, latents)
+
+    async def encode_array(self, array: np.ndarray, model_id: str | None = None) -> Encoded:
+        """An N×C×H×W array in the model's shape (the binary tensor path: no preprocessing) -> latents."""
+        lm = self.serving(model_id)
+        images = await self.run(tensors.images_of, array, lm.image_shape, self.settings.max_files)
+        async with cancel_on_disconnect():
+            if not self.settings.batch_enabled:
+                return Encoded(lm.id, await self.run(lm.runner.encode, images, op="encode"))
+            prometheus.BATCH_SIZE.labels("encode").observe(len(images))
+            return Encoded(lm.id, await lm.batchers["encode"].submit(images))
+
+    async def decode_array(self, body: bytes, npy: bool, model_id: str | None = None) -> tuple[str, np.ndarray]:
+        """(model id, N×C×H×W float32 images) of latents sent as JSON or, ``npy``, as an .npy body."""
+        lm = self.serving(model_id)
+        s = self.settings
+
+        def latents() -> np.ndarray:
+            if npy:
+                return tensors.latents_of(tensors.read_npy(body, "latents"), lm.latent_dim, s.max_latents, s.max_latent_abs)
+            return lm.latents(body, s.max_latents, s.max_latent_abs)
+
+        async with cancel_on_disconnect():
+            images = await self.run(lm.runner.decode, await self.run(latents), op="decode")
+        if not np.isfinite(images).all():
+            raise InvalidInput("these latents decode to non-finite pixels; send smaller values", field="latents")
+        return lm.id, images
 
     def _small(self, lm: LoadedModel, uploads: Uploads) -> bool:
         """Uploads small enough to check on the event loop and decode in the batch's thread (SMALL_UPLOAD_BYTES)."""

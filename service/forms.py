@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 
 from service.errors import InvalidInput
+from service.tensors import NPY_BODIES, sends_npy
 
 SEED_MAX = 2**32 - 1
 """Largest ``seed``: the range every generator (numpy, torch) accepts the same way."""
@@ -91,12 +92,16 @@ class QueryOptionsRequest(Request):
 
 
 class QueryOptionsRoute(APIRoute):
-    """The route class of the inference router: handlers see a ``QueryOptionsRequest``."""
+    """The route class of the inference router: handlers see a ``QueryOptionsRequest``; a route
+    with an ``application/x-npy`` handler (``NPY_BODIES``) gives such bodies to it instead."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        npy_handler = NPY_BODIES.get(self.path_format)
 
         async def with_query_options(request: Request) -> Response:
+            if npy_handler is not None and sends_npy(request):  # the binary tensor path: no form to parse
+                return await npy_handler(request)
             return await handler(QueryOptionsRequest(request.scope, request.receive))
 
         return with_query_options

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from models.training import TrainConfig
-from service import prometheus
+from service import following, prometheus
 from service.body_caps import BodyCaps
 from service.dataset_store import DatasetStore, open_datasets
 from service.deps import is_loopback
@@ -101,7 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bootstrap = settings.bootstrap_default_model
     try:
         model_id = await anyio.to_thread.run_sync(opened, store, app.state.datasets)
-    except StoreUnavailable as e:  # not ready until it answers and names a model: follow_store keeps trying
+    except StoreUnavailable as e:  # not ready until it answers and names a model: the follower keeps trying
         log.error("%s; /readyz stays 503 until the store answers", e.detail)
         model_id, bootstrap = None, False
     if model_id is not None:
@@ -111,7 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.exception("could not load model %s; /readyz stays 503 until a model is activated", model_id)
     elif bootstrap:
         child = await start_bootstrap(settings)
-    follower = asyncio.create_task(engine.follow_store())
+    follower = asyncio.create_task(following.follow(engine))
     try:
         yield
     finally:

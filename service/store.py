@@ -36,7 +36,8 @@ from typing import Any
 
 from models.checkpoint import META, WEIGHTS, file_sha256
 from service.errors import InvalidInput, ModelNotFound
-from service.objects import LocalObjects, Objects, open_objects
+from service.objects import S3_SCHEME, LocalObjects, Objects
+from service.s3_objects import S3Objects
 
 POINTER = "ACTIVE"
 STORE_ID = "STORE_ID"
@@ -284,10 +285,16 @@ class ModelStore:
         return ids[-1] if ids else None
 
 
+def open_objects(location: str) -> Objects:
+    """The backend ``location`` names: ``s3://BUCKET[/PREFIX]`` or a directory."""
+    if location.startswith(S3_SCHEME):
+        bucket, _, prefix = location[len(S3_SCHEME) :].partition("/")
+        if not bucket:
+            raise ValueError(f"{location!r}: an S3 store is s3://BUCKET or s3://BUCKET/PREFIX")
+        return S3Objects(bucket, prefix)
+    return LocalObjects(Path(location))
+
+
 def open_store(settings: Any) -> ModelStore:
     """The model store ``settings`` name (ATNL_MODEL_STORE, with ATNL_MODEL_CACHE for S3)."""
     return ModelStore(settings.model_store, settings.model_cache)
-
-
-def is_local(store: ModelStore) -> bool:
-    return isinstance(store.objects, LocalObjects)

@@ -14,16 +14,18 @@ import base64
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 
 from models.geometry import Method
 from models.hallucination import Filter, Strategy, labels_note
 from service.batching import InferenceQueueFull
 from service.bounds import HALLUCINATE_N, STEPS
 from service.deps import EngineDep
+from service.engine import Engine
 from service.errors import BadImage, InvalidInput, ModelMismatch, ModelNotReady, PayloadTooLarge, UnsupportedMediaType, problems
 from service.forms import SEED_MAX, QueryOptionsRoute, read_uploads, upload_fields
 from service.json_bodies import json_body_bytes, json_request_body
-from service.loaded_model import BatchFormat, Hallucination, HallucinationPlan, MorphFormat, Uploads
+from service.loaded_model import BatchFormat, Encoded, Hallucination, HallucinationPlan, LoadedModel, MorphFormat, Uploads
 from service.schemas import (
     DecodeRequest,
     DecodeResponse,
@@ -36,6 +38,7 @@ from service.schemas import (
     bound,
 )
 from service.store import MODEL_ID
+from service.tensors import NPY, NPY_BODIES, npy_answer, read_npy, sends_npy, wants_npy
 
 router = APIRouter(prefix="/v1", tags=["inference"], route_class=QueryOptionsRoute)
 
@@ -101,33 +104,88 @@ def file_response(body: bytes, media_type: str, model_id: str, filename: str | N
     return Response(body, media_type=media_type, headers=headers)
 
 
+NPY_BODY = {"schema": {"type": "string", "format": "binary"}}
+NPY_ANSWER = {"X-Model-Id": FILE_HEADERS["X-Model-Id"]}
+
+
+def with_npy_body(extra: dict[str, Any], description: str) -> dict[str, Any]:
+    """``openapi_extra`` that also documents an ``application/x-npy`` request body (service.tensors)."""
+    content = extra["requestBody"]["content"]
+    npy = {"schema": {**NPY_BODY["schema"], "description": description}}
+    return {"requestBody": {**extra["requestBody"], "content": {**content, NPY: npy}}}
+
+
+def npy_or_json(description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a route that answers JSON, or an .npy array when asked (``Accept: application/x-npy``)."""
+    return {200: {"description": description, "content": {NPY: NPY_BODY}, "headers": NPY_ANSWER}}
+
+
 @router.post(
     "/encode",
     response_model=EncodeResponse,
-    openapi_extra=multipart("files"),
-    responses=problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
+    openapi_extra=with_npy_body(
+        multipart("files"),
+        "An N x C x H x W uint8 (0..255) or float32 (0..1) array in the model's shape, not preprocessed; "
+        "at most ATNL_MAX_FILES images. The query parameter model_id pins the model.",
+    ),
+    responses={
+        **npy_or_json("Unit latents: JSON, or with Accept: application/x-npy an N x d float32 array."),
+        **problems(*IMAGE_ERROR_KINDS, InferenceQueueFull),
+    },
 )
 async def encode(
-    engine: EngineDep, files: Images, preprocess: Preprocess = "model", model_id: PinnedModel = None
-) -> EncodeResponse:
+    request: Request, engine: EngineDep, files: Images, preprocess: Preprocess = "model", model_id: PinnedModel = None
+) -> Any:
     """Images -> unit latent vectors ẑ, one per image."""
     blobs = await read_uploads(files)
     encoded = await engine.encode(Uploads(blobs, upload_fields("files", len(blobs))), preprocess, model_id)
+    return encoded_answer(request, encoded)
+
+
+def encoded_answer(request: Request, encoded: Encoded) -> Any:
+    if wants_npy(request):
+        return npy_answer(encoded.latents, encoded.model_id)
     return EncodeResponse(model_id=encoded.model_id, latents=encoded.latents.tolist())
+
+
+async def encode_npy(request: Request) -> Response:
+    """POST /v1/encode with an application/x-npy body (the binary tensor path)."""
+    engine: Engine = request.app.state.engine
+    model_id = request.query_params.get("model_id")
+    if model_id is not None and not MODEL_ID.match(model_id):
+        raise InvalidInput(f"invalid model id {model_id[:64]!r}", field="model_id")
+    array = read_npy(await request.body(), "body")
+    answer = encoded_answer(request, await engine.encode_array(array, model_id))
+    return answer if isinstance(answer, Response) else JSONResponse(answer.model_dump())
+
+
+NPY_BODIES["/v1/encode"] = encode_npy
 
 
 @router.post(
     "/decode",
     response_model=DecodeResponse,
-    openapi_extra=json_request_body(DecodeRequest),
-    responses=problems(PayloadTooLarge, UnsupportedMediaType, ModelMismatch, InvalidInput, ModelNotReady, InferenceQueueFull),
+    openapi_extra=with_npy_body(json_request_body(DecodeRequest), "An N x d float32 array of latents."),
+    responses={
+        **npy_or_json("Images: JSON base64 PNGs, or with Accept: application/x-npy an N x C x H x W float32 array in [0, 1]."),
+        **problems(PayloadTooLarge, UnsupportedMediaType, ModelMismatch, InvalidInput, ModelNotReady, InferenceQueueFull),
+    },
 )
 async def decode(
     request: Request,
     engine: EngineDep,
     model_id: Annotated[str | None, Query(description=PIN_DOC + " May also be given in the body.", pattern=PIN_PATTERN)] = None,
-) -> DecodeResponse:
-    """Latent vectors -> images (base64 PNG). The body is parsed off the event loop."""
+) -> Any:
+    """Latent vectors -> images (base64 PNG, or an .npy array). The body is parsed off the event loop."""
+    if sends_npy(request) or wants_npy(request):
+        body = await request.body() if sends_npy(request) else await json_body_bytes(request)
+        made, images = await engine.decode_array(body, sends_npy(request), model_id)
+        if wants_npy(request):
+            return npy_answer(images, made)
+        pngs = await engine.run(LoadedModel.pngs, images)  # finite: decode_array checked
+        if isinstance(pngs, InvalidInput):
+            raise pngs
+        return DecodeResponse(model_id=made, images=b64(pngs))
     decoded = await engine.decode(await json_body_bytes(request), model_id)
     return DecodeResponse(model_id=decoded.model_id, images=b64(decoded.pngs))
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Path
 from service.deps import EngineDep, StoreDep, TokenDep
 from service.errors import Forbidden, InvalidInput, ModelNotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, problems
 from service.json_bodies import json_body, json_request_body
+from service.model_schemas import ActivateRequest, ActivateResponse, ModelInfo, ModelList, ReplicaInfo
 from service.objects import StoreUnavailable
-from service.schemas import ActivateRequest, ActivateResponse, ModelInfo, ModelList, ReplicaInfo
 from service.store import MODEL_ID
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

@@ -16,6 +16,7 @@ import pytest
 
 from service.engine import Engine
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
+from service.following import follow
 from service.loaded_model import HallucinationPlan, Uploads
 from service.settings import Settings
 from service.store import ModelStore
@@ -131,7 +132,7 @@ async def test_hallucinate_may_ask_for_at_most_max_hallucinate_n_images(settings
 
 async def test_follow_store_serves_what_the_pointer_names(settings: Settings, store: ModelStore) -> None:
     engine = Engine(settings, store)
-    following = asyncio.create_task(engine.follow_store())
+    following = asyncio.create_task(follow(engine))
     try:
         await until(lambda: engine.ready)
         assert engine.current.id == "tiny-b" == store.active_id()  # no pointer: the newest, then pointed at

@@ -16,8 +16,9 @@ import pytest
 from models import load_checkpoint
 from service.dataset_store import DatasetStore
 from service.errors import InvalidInput, ModelNotFound
-from service.objects import LocalObjects, Objects, S3Objects, StoreUnavailable, check_key, open_objects
-from service.store import ModelStore
+from service.objects import LocalObjects, Objects, StoreUnavailable, check_key
+from service.s3_objects import S3Objects
+from service.store import ModelStore, open_objects
 from tests.service.archives import labelled, zip_of
 from tests.service.helpers import S3_KEYS
 
