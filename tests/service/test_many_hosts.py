@@ -180,6 +180,7 @@ def test_replicas_on_one_bucket_share_one_model_and_follow_every_swap(tmp_path: 
         r = httpx.post(f"{b}/v1/models/{first}/activate", json={}, timeout=60)
         assert r.status_code == 200, r.text
         over_redis = reaches(hosts, 0, first, 5)
+        print(f"activation through replica B seen by replica A after {over_redis:.2f} s (Redis up)")
         assert over_redis < 1.5, over_redis
 
         # A pin on the model swapped away gets 409 naming the one served; the served one works.
@@ -194,6 +195,7 @@ def test_replicas_on_one_bucket_share_one_model_and_follow_every_swap(tmp_path: 
         r = httpx.post(f"{a}/v1/models/{second}/activate", json={}, timeout=60)
         assert r.status_code == 200, r.text
         by_polling = reaches(hosts, 1, second, POLL_SECONDS + 4)
+        print(f"activation through replica A seen by replica B after {by_polling:.2f} s (Redis down, poll {POLL_SECONDS} s)")
         assert by_polling <= POLL_SECONDS + 4
         hosts.redis.start()
 
