@@ -22,9 +22,11 @@ $(SERVE_STAMP): pyproject.toml | $(TORCH_STAMP)
 	$(BIN)/pip install -q -e .
 	touch $(SERVE_STAMP)
 
-# What testing, linting and the benchmarks need: the project with its dev tools and plots.
-$(STAMP): pyproject.toml | $(TORCH_STAMP)
+# What testing, linting and the benchmarks need: the project with its dev tools and plots, and
+# the Python client (clients/python), which tests/clients runs against a real server.
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(TORCH_STAMP)
 	$(BIN)/pip install -q -e '.[dev,plots]'
+	$(BIN)/pip install -q -e ./clients/python
 	touch $(SERVE_STAMP) $(STAMP)
 
 setup: $(STAMP)
@@ -67,13 +69,14 @@ test: setup browser redis
 test-fast: setup redis
 	$(BIN)/pytest -q -m "not e2e"
 
-# The Python that ruff checks and formats; mypy checks the three packages.
-PY_PATHS := models service benchmarks tests scripts docker
+# The Python that ruff checks and formats; mypy checks the three packages and, strictly, the client.
+PY_PATHS := models service benchmarks tests scripts docker clients
 
 lint: setup
 	$(BIN)/ruff check $(PY_PATHS)
 	$(BIN)/ruff format --check $(PY_PATHS)
 	$(BIN)/mypy models service benchmarks
+	$(BIN)/mypy --strict clients/python/atnl_client
 
 format: setup
 	$(BIN)/ruff format $(PY_PATHS)

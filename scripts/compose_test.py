@@ -6,15 +6,22 @@ Not part of ``make test``: it takes minutes and root. In order, each step timed:
 2. starts its own Docker engine (vfs storage, no iptables, no IP forwarding) unless one
    answers, and stops it at the end;
 3. builds stand-ins for the registry's images (docker/local/build-base-images.sh: Debian +
-   CPU torch for the Dockerfile's BASE_IMAGE, Debian's redis-server; kept once built), then
-   the service image from docker/Dockerfile with BuildKit (layers cached between runs);
+   CPU torch for the Dockerfile's BASE_IMAGE, Debian's redis-server, plain Debian; kept once
+   built), then with BuildKit (layers cached between runs) the service image from
+   docker/Dockerfile and the s3 and lb images from docker/s3 and docker/lb;
 4. runs docker-compose.yml + docker-compose.cpu.yml + docker/compose.local-images.yml with
    ``up -d`` as its own project, waits for every healthcheck and drives the stack over HTTP:
    /readyz once the default model has trained, interpolate and hallucinate with the PNG
    digits in examples/, a training job the worker runs to ``finished`` and activates,
    ``--scale worker=2`` with two jobs at once, the api and redis containers recreated with
-   the model and the job history kept by the volumes;
-5. ``down -v``, and checks that no container, network or volume of the project is left.
+   the model and the job history kept by the volumes; then ``down -v``, checking that no
+   container, network or volume of the project is left;
+5. runs the same plus docker-compose.scale.yml (and docker/compose.local-images.scale.yml)
+   with ``--scale api=2``: models in S3, two api replicas behind the lb, which the checks go
+   through: the default model (SCALED_SETTINGS: 2 epochs) trained by one replica only and
+   served by both (told apart by GET /v1/models' ``replica.id``), a training job's model and then an activation seen by
+   both within SWAP_SEEN_WITHIN seconds, one api container killed while the lb still
+   answers /readyz and encodes; ``down -v`` again.
 
 On a failure it prints the logs of the containers concerned and exits 1.
 """
@@ -45,10 +52,15 @@ WORK = ROOT / "var" / "compose-test"
 PROJECT = "atnl-compose-test"
 """Compose project name: its own containers, network and volumes, never a user's ``atnl`` stack."""
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.cpu.yml", ROOT / "docker" / "compose.local-images.yml"]
+SCALE_FILES = [*COMPOSE_FILES[:2], ROOT / "docker-compose.scale.yml", *COMPOSE_FILES[2:]]
+SCALE_FILES += [ROOT / "docker" / "compose.local-images.scale.yml"]
+"""The scaled run's files: the scale override after the CPU one, the local image names last."""
 ENV_FILE = ".env.example"
 """The containers' settings file (ATNL_ENV_FILE) and compose's interpolation file: the documented defaults."""
 BASE_IMAGE = "atnl-local/python:3.11-torch2.13.0-cpu"
 """The Dockerfile's BASE_IMAGE here (docker/local/build-base-images.sh makes it)."""
+DEBIAN_IMAGE = "atnl-local/debian:bookworm"
+"""The stand-in for debian:bookworm-slim, the s3 and lb images' base (build-base-images.sh makes it)."""
 BUILD_LABEL = "atnl.compose-test=true"
 """Label of the images compose-test builds, so that it removes only its own old ones."""
 DOCKER = "/usr/bin/docker"
@@ -62,6 +74,18 @@ JOB_TIMEOUT = 1800.0
 HEALTH_TIMEOUT = 600.0
 """Seconds for every container to report healthy (the worker's first probe comes after 30 s)."""
 SMALL_JOB = {"epochs": 1, "latent_dim": 8, "threads": 1}
+API_REPLICAS = 2
+"""api replicas of the scaled run."""
+SWAP_SEEN_WITHIN = 15.0
+"""Seconds within which every api replica serves a model once it is activated (pub/sub: about
+one; the ACTIVE poll's fallback: a few)."""
+KILLED_REPLICA_REQUESTS = 20
+"""Encodes sent through the lb one after another right after an api replica is killed: all must answer 200."""
+SCALED_SETTINGS = {"ATNL_BOOTSTRAP_TRAIN": '{"epochs":2}'}
+"""The scaled run's settings over ENV_FILE's. Its default model trains 2 epochs, not 40: the
+single-host run has trained the full one; what counts here is that one replica trains it into
+S3 and every replica serves it, which a second 40 epochs (minutes to an hour on a loaded
+2-core machine) would only delay."""
 EXAMPLES = ROOT / "examples"
 
 
@@ -134,8 +158,10 @@ class Engine:
 
 
 def local_images() -> dict[str, str]:
-    """Service -> image, as docker/compose.local-images.yml names them."""
-    services = yaml.safe_load(COMPOSE_FILES[-1].read_text())["services"]
+    """Service -> image, as docker/compose.local-images.yml and its scale counterpart name them."""
+    services = {}
+    for path in (COMPOSE_FILES[-1], SCALE_FILES[-1]):
+        services.update(yaml.safe_load(path.read_text())["services"])
     return {name: spec["image"] for name, spec in services.items()}
 
 
@@ -144,37 +170,72 @@ def image_size_mb(image: str) -> float:
 
 
 def build_base_images() -> str:
-    env = {**os.environ, "PYTHON_IMAGE": BASE_IMAGE, "REDIS_IMAGE": local_images()["redis"]}
+    env = {**os.environ, "PYTHON_IMAGE": BASE_IMAGE, "REDIS_IMAGE": local_images()["redis"], "DEBIAN_IMAGE": DEBIAN_IMAGE}
     out = sh(["bash", "docker/local/build-base-images.sh", str(WORK / "base")], env=env)
     return "; ".join(line for line in out.splitlines() if line.startswith(("built", "kept")))
 
 
-def build_service_image() -> str:
-    """docker/Dockerfile on BASE_IMAGE; then what earlier builds left goes (vfs copies every layer whole)."""
-    image = local_images()["api"]
+def build_image(image: str, dockerfile: str, context: str, args: dict[str, str]) -> str:
+    """``docker build`` with BuildKit; then what earlier builds left goes (vfs copies every layer whole).
+    How many of its steps came from the cache."""
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    cmd = [DOCKER, "build", "--progress=plain", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
-    out = sh([*cmd, "--label", BUILD_LABEL, "-t", image, "-f", "docker/Dockerfile", "."], env=env, log=WORK / "build.log")
+    build_args = [a for name, value in args.items() for a in ("--build-arg", f"{name}={value}")]
+    cmd = [DOCKER, "build", "--progress=plain", "--network=host", *build_args]
+    log = WORK / f"build-{image.replace('/', '_').replace(':', '_')}.log"
+    out = sh([*cmd, "--label", BUILD_LABEL, "-t", image, "-f", dockerfile, context], env=env, log=log)
     sh([DOCKER, "image", "prune", "--force", "--filter", f"label={BUILD_LABEL}"])  # the images this tag left
     sh([DOCKER, "builder", "prune", "--force", "--filter", "until=1h"])  # build cache no build used for an hour
     steps = {line.split()[0] for line in out.splitlines() if line.startswith("#") and "] " in line and "[internal]" not in line}
     cached = {line.split()[0] for line in out.splitlines() if line.startswith("#") and line.rstrip().endswith("CACHED")}
-    sizes = f"{image}: {image_size_mb(image):.0f} MB (its base {BASE_IMAGE}: {image_size_mb(BASE_IMAGE):.0f} MB)"
-    return f"{sizes}; {len(cached & steps)} of {len(steps)} steps cached"
+    return f"{len(cached & steps)} of {len(steps)} steps cached"
+
+
+def build_service_image() -> str:
+    """docker/Dockerfile on BASE_IMAGE, keeping the base's torch (TORCH=base)."""
+    image = local_images()["api"]
+    cached = build_image(image, "docker/Dockerfile", ".", {"BASE_IMAGE": BASE_IMAGE, "TORCH": "base"})
+    return f"{image}: {image_size_mb(image):.0f} MB (its base {BASE_IMAGE}: {image_size_mb(BASE_IMAGE):.0f} MB); {cached}"
+
+
+def build_s3_and_lb_images() -> str:
+    """docker/s3 (weed fetched with BASE_IMAGE's pip) and docker/lb (Debian's haproxy), on DEBIAN_IMAGE."""
+    images = local_images()
+    bases = {"s3": {"PYTHON_IMAGE": BASE_IMAGE, "BASE_IMAGE": DEBIAN_IMAGE}, "lb": {"BASE_IMAGE": DEBIAN_IMAGE}}
+    built = []
+    for service, args in bases.items():
+        cached = build_image(images[service], f"docker/{service}/Dockerfile", f"docker/{service}", args)
+        built.append(f"{images[service]}: {image_size_mb(images[service]):.0f} MB, {cached}")
+    return "; ".join(built)
 
 
 # --- compose ------------------------------------------------------------------------------
 
 
 class _Reset:
-    """The Compose Specification's ``!reset`` tag, as read here."""
+    """The Compose Specification's ``!reset`` tag, as read here: the key goes from earlier files."""
+
+
+class _Override:
+    """The Compose Specification's ``!override`` tag, as read here: ``value`` replaces earlier files' value."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class _SpecLoader(yaml.SafeLoader):
     pass
 
 
+def _construct_override(loader: yaml.SafeLoader, node: yaml.Node) -> _Override:
+    if isinstance(node, yaml.MappingNode):
+        return _Override(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return _Override(loader.construct_sequence(node, deep=True))
+    return _Override(loader.construct_scalar(node))
+
+
 _SpecLoader.add_constructor("!reset", lambda loader, node: _Reset())
+_SpecLoader.add_constructor("!override", _construct_override)
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -182,41 +243,48 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-def pop_resets(tree: dict, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Remove every ``!reset`` key from ``tree``; their paths."""
+def pop_merge_tags(tree: dict, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Untag ``tree``: every ``!reset`` key goes, every ``!override`` key keeps its plain value.
+    The paths of both, which earlier files must drop."""
     found = []
     for key, value in list(tree.items()):
         if isinstance(value, _Reset):
             del tree[key]
             found.append((*path, key))
+        elif isinstance(value, _Override):
+            tree[key] = value.value
+            found.append((*path, key))
         elif isinstance(value, dict):
-            found += pop_resets(value, (*path, key))
+            found += pop_merge_tags(value, (*path, key))
     return found
 
 
-def files_for_compose_1_29() -> list[Path]:
-    """COMPOSE_FILES as Debian's docker-compose 1.29.2 can read them.
+def files_for_compose_1_29(paths: list[Path], out: Path) -> list[Path]:
+    """``paths`` as Debian's docker-compose 1.29.2 can read them (copies written to ``out``).
 
-    docker-compose.cpu.yml drops the GPU reservation with ``deploy: !reset {}``. 1.29.2
-    cannot parse the tag, and its merge can only add to a reservation's device list, so
-    the reset is applied here, as Compose v2 applies it, to a copy of the files before it:
-    1.29.2 merges everything else itself. Files without the tag are passed as they are.
+    docker-compose.cpu.yml drops the GPU reservation with ``deploy: !reset {}``, and
+    docker-compose.scale.yml the api's port and the shared volume with ``!reset`` and
+    ``!override``. 1.29.2 cannot parse the tags, and its merge can only add to a list, so
+    they are applied here, as Compose v2 applies them, to copies of the files: the key goes
+    from every earlier file (and, for ``!reset``, from this one too). 1.29.2 merges everything
+    else itself. Files without a tag, before or after, are passed as they are.
     """
+    out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    for path in COMPOSE_FILES:
+    for path in paths:
         tree = yaml.load(path.read_text(), Loader=_SpecLoader)
-        resets = pop_resets(tree)
-        for reset in resets:
+        tagged = pop_merge_tags(tree)
+        for key_path in tagged:
             for i, earlier in enumerate(files):
                 base = yaml.safe_load(earlier.read_text())
                 node = base
-                for key in reset[:-1]:
+                for key in key_path[:-1]:
                     node = node.get(key, {})
-                if node.pop(reset[-1], None) is not None:
-                    files[i] = WORK / "compose" / earlier.name
+                if node.pop(key_path[-1], None) is not None:
+                    files[i] = out / earlier.name
                     files[i].write_text(yaml.dump(base, Dumper=_PlainDumper, sort_keys=False))
-        if resets:
-            files.append(WORK / "compose" / path.name)
+        if tagged:
+            files.append(out / path.name)
             files[-1].write_text(yaml.dump(tree, Dumper=_PlainDumper, sort_keys=False))
         else:
             files.append(path)
@@ -224,15 +292,22 @@ def files_for_compose_1_29() -> list[Path]:
 
 
 class Compose:
-    """``docker-compose`` on the project's files, as project PROJECT, with a fresh token and port."""
+    """``docker-compose`` on ``paths``, as project PROJECT, with a fresh token, S3 key and port;
+    the containers' settings are ENV_FILE's, with ``settings`` over them."""
 
-    def __init__(self) -> None:
-        (WORK / "compose").mkdir(parents=True, exist_ok=True)
-        self.files = files_for_compose_1_29()
+    def __init__(self, paths: list[Path], name: str, settings: dict[str, str] | None = None) -> None:
+        out = WORK / "compose" / name
+        self.files = files_for_compose_1_29(paths, out)
+        env_file = ENV_FILE
+        if settings:
+            env_file = str(out / "settings.env")
+            lines = [f"{key}={value}" for key, value in settings.items()]
+            Path(env_file).write_text((ROOT / ENV_FILE).read_text() + "\n".join(["", *lines, ""]))
         self.token = secrets.token_urlsafe(24)
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATNL_", "COMPOSE_"))}
-        self.env = {**env, "ATNL_API_TOKEN": self.token, "ATNL_PORT": str(self.port), "ATNL_ENV_FILE": ENV_FILE}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATNL_", "COMPOSE_", "AWS_"))}
+        keys = {"AWS_ACCESS_KEY_ID": f"atnl-{secrets.token_hex(4)}", "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24)}
+        self.env = {**env, **keys, "ATNL_API_TOKEN": self.token, "ATNL_PORT": str(self.port), "ATNL_ENV_FILE": env_file}
 
     def __call__(self, *args: str, check: bool = True) -> str:
         base = ["docker-compose", "--project-directory", str(ROOT), "-p", PROJECT, "--env-file", str(ROOT / ENV_FILE)]
@@ -394,6 +469,86 @@ class Stack:
             raise StepFailed("the recreated api trained the default model again", ("api",))
         return f"model {active} served, {len(self.jobs)} jobs finished, {len(listed)} models listed"
 
+    # --- through the load balancer (the scaled run: self.http's port is the lb's)
+
+    def replicas(self) -> dict[str, dict]:
+        """Replica id -> its GET /v1/models ``replica``, from 4 requests a replica, each on a new
+        connection, so that the lb's round robin shows every replica it sends requests to."""
+        seen = {}
+        with httpx.Client(base_url=self.http.base_url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+            for _ in range(4 * API_REPLICAS):
+                try:
+                    r = fresh.get("/v1/models")
+                except httpx.TransportError:
+                    continue
+                if r.status_code == 200:
+                    replica = r.json()["replica"]
+                    seen[replica["id"]] = replica
+        return seen
+
+    def wait_every_replica_serves(self, model_id: str, timeout: float) -> float:
+        """Seconds until API_REPLICAS replicas answer through the lb, each serving ``model_id``."""
+        start = time.monotonic()
+
+        def all_serve() -> bool:
+            seen = self.replicas()
+            return len(seen) == API_REPLICAS and all(r["loaded"] == model_id for r in seen.values())
+
+        try:
+            wait_until(all_serve, f"{API_REPLICAS} replicas serving {model_id}", timeout, every=0.2)
+        except TimeoutError as e:
+            raise StepFailed(f"{e}; the lb showed {self.replicas()}", ("api", "lb")) from e
+        return time.monotonic() - start
+
+    def default_model_once(self, model_id: str) -> str:
+        """Every replica serves the default model, one of them trained it, all on the S3 store."""
+        waited = self.wait_every_replica_serves(model_id, 300)
+        seen = self.replicas()
+        stores = {r["store"] for r in seen.values()}
+        if stores != {"s3://atnl/models"}:
+            raise StepFailed(f"the replicas' stores: {stores}", ("api",))
+        trained = [cid for cid in self.compose.containers()["api"] if "empty model store" in sh([DOCKER, "logs", cid])]
+        if len(trained) != 1:
+            raise StepFailed(f"{len(trained)} api replicas trained the default model, not one", ("api",))
+        return f"replicas {sorted(seen)} serve {model_id} ({waited:.1f}s after the first), trained by one, store {stores.pop()}"
+
+    def swap_seen_by_every_replica(self) -> str:
+        """A training job's model (activate: true), then the previous one again (POST activate)."""
+        previous = self.ready_model()
+        job_id = self.train(activate=True)
+        self.wait_jobs([job_id])
+        trained = self.jobs[job_id]
+        after_job = self.wait_every_replica_serves(trained, SWAP_SEEN_WITHIN)
+        r = self.http.post(f"/v1/models/{previous}/activate", json={}, headers=self.auth)
+        expect(r, 200, "activate")
+        after_activate = self.wait_every_replica_serves(previous or "", SWAP_SEEN_WITHIN)
+        return (
+            f"job {job_id}'s {trained} served by {API_REPLICAS} replicas {after_job:.1f}s after the job finished; "
+            f"{previous} again {after_activate:.1f}s after POST activate"
+        )
+
+    def replica_killed(self) -> str:
+        """``docker kill`` one api container; the lb answers /readyz and encodes on."""
+        victim = self.compose.containers()["api"][0]
+        sh([DOCKER, "kill", victim])
+        slowest, model_ids = 0.0, set()
+        for i in range(KILLED_REPLICA_REQUESTS):
+            t0 = time.monotonic()
+            r = self.http.post("/v1/encode", files={"files": png_file(str(i % 10))})
+            slowest = max(slowest, time.monotonic() - t0)
+            model_ids.add(expect(r, 200, f"encode {i + 1} after the kill")["model_id"])
+        ready = self.ready_model()
+        if ready is None:
+            raise StepFailed("/readyz through the lb is not 200 after the kill", ("lb", "api"))
+        return (
+            f"killed {victim}; {KILLED_REPLICA_REQUESTS} encodes in a row answered 200 (slowest {slowest:.2f}s, "
+            f"model {', '.join(sorted(model_ids))}), /readyz 200, replicas now {sorted(self.replicas())}"
+        )
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
 
 def png_file(digit: str) -> tuple[str, bytes, str]:
     return (f"{digit}.png", (EXAMPLES / f"{digit}.png").read_bytes(), "image/png")
@@ -465,6 +620,24 @@ def run_stack(timer: Timer, compose: Compose) -> None:
         note.append(stack.history_kept(active))
 
 
+def run_scaled_stack(timer: Timer, compose: Compose) -> None:
+    stack = Stack(compose)
+    scale = ["--scale", f"api={API_REPLICAS}", "--scale", "worker=1"]
+    with timer.step(f"scaled: up -d, api x{API_REPLICAS} behind the lb, every healthcheck") as note:
+        compose("down", "--volumes", "--remove-orphans")  # what a killed run left: start empty
+        compose("up", "-d", "--no-build", *scale)
+        note.append(compose.wait_healthy({"redis": 1, "s3": 1, "api": API_REPLICAS, "worker": 1, "lb": 1}))
+    epochs = json.loads(SCALED_SETTINGS["ATNL_BOOTSTRAP_TRAIN"])["epochs"]
+    with timer.step(f"scaled: default model ({epochs} epochs) trained into S3, /readyz via the lb") as note:
+        note.append(stack.wait_default_model())
+    with timer.step("scaled: every replica serves it, one trained it") as note:
+        note.append(stack.default_model_once(stack.ready_model() or ""))
+    with timer.step("scaled: job's model, then activate, seen by every replica") as note:
+        note.append(stack.swap_seen_by_every_replica())
+    with timer.step("scaled: an api replica killed, the lb serves on") as note:
+        note.append(stack.replica_killed())
+
+
 def tear_down(compose: Compose) -> str:
     compose("down", "--volumes", "--remove-orphans")
     label = f"label=com.docker.compose.project={PROJECT}"
@@ -489,17 +662,25 @@ def main() -> int:
             note.append(build_base_images())
         with timer.step("service image (docker/Dockerfile)") as note:
             note.append(build_service_image())
-        compose = Compose()
+        with timer.step("s3 and lb images (docker/s3, docker/lb)") as note:
+            note.append(build_s3_and_lb_images())
+        compose = Compose(COMPOSE_FILES, "single")
         with timer.step("compose files read by docker-compose 1.29") as note:
             compose("config", "--quiet")
-            note.append(" + ".join(str(f.relative_to(ROOT)) for f in compose.files))
+            scaled = Compose(SCALE_FILES, "scaled", SCALED_SETTINGS)
+            scaled("config", "--quiet")
+            note.append(" + ".join(map(relative, compose.files)) + "; scaled: " + " + ".join(map(relative, scaled.files)))
         run_stack(timer, compose)
         with timer.step("compose down -v") as note:
+            note.append(tear_down(compose))
+            compose = scaled
+        run_scaled_stack(timer, compose)
+        with timer.step("scaled: compose down -v") as note:
             note.append(tear_down(compose))
             compose = None
     except Exception as e:
         print(f"\nFAILED: {type(e).__name__}: {e}", file=sys.stderr)
-        services = e.services if isinstance(e, StepFailed) else ("api", "worker", "redis")
+        services = e.services if isinstance(e, StepFailed) else ("api", "worker", "redis", "s3", "lb")
         if compose is not None and services:
             print(f"--- logs of {', '.join(services)}:\n{compose.logs(services)}", file=sys.stderr)
         return 1

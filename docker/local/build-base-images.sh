@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Local stand-ins for the two images that a registry would give, made on this machine:
+# Local stand-ins for the images that a registry would give, made on this machine:
 #   $PYTHON_IMAGE  Debian bookworm + Python 3.11 (venv, passwd) + CPU PyTorch 2.13.0: the Dockerfile's BASE_IMAGE
 #   $REDIS_IMAGE   Debian bookworm + Debian's redis-server 7.0, run as the redis user, data in /data
+#   $DEBIAN_IMAGE  Debian bookworm, as debian:bookworm-slim is (apt, passwd): the base of docker/s3 and docker/lb
 # Each is a debootstrap root file system given to `docker import`. An image that already
 # exists is kept (delete it to rebuild). Needs root, debootstrap and a running Docker engine.
 #   docker/local/build-base-images.sh [WORKDIR]
@@ -9,6 +10,7 @@ set -euo pipefail
 
 PYTHON_IMAGE=${PYTHON_IMAGE:-atnl-local/python:3.11-torch2.13.0-cpu}
 REDIS_IMAGE=${REDIS_IMAGE:-atnl-local/redis:7-bookworm}
+DEBIAN_IMAGE=${DEBIAN_IMAGE:-atnl-local/debian:bookworm}
 SUITE=bookworm
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mkdir -p "${1:-var/compose-test/base}" && cd "${1:-var/compose-test/base}" && pwd)
@@ -75,4 +77,18 @@ else
         'EXPOSE 6379' \
         'ENTRYPOINT ["/usr/local/bin/redis-entrypoint"]' \
         'CMD ["redis-server"]'
+fi
+
+if exists "$DEBIAN_IMAGE"; then
+    echo "kept $DEBIAN_IMAGE"
+else
+    root=$WORK/debian-rootfs
+    bootstrap "$root" passwd
+    # As Debian's own images: a package's install scripts start no service in a build step.
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    import "$root" "$DEBIAN_IMAGE" \
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        'ENV LANG=C.UTF-8' \
+        'CMD ["bash"]'
 fi
