@@ -73,3 +73,16 @@ def mnist_500(mnist_5k):
 def digits_100(mnist_5k):
     """100 real digits: the first 10 of each label."""
     return first_of_each_label(mnist_5k, 10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of our own on a free port; the run fails (never skips) if it cannot start."""
+    from tests.service.helpers import RedisServer
+
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server.url
+    server.stop()

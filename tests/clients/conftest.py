@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from benchmarks.servers import Server
-from tests.service.helpers import RedisServer
 
 TOKEN = "client-test-token"
 MODEL_ID = "tiny"
@@ -26,17 +25,6 @@ class Served:
     store: Path
     env: dict[str, str]
     workdir: Path
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own on a free port; the run fails (never skips) if it cannot start."""
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(scope="module")

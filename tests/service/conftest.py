@@ -14,18 +14,7 @@ from httpx import AsyncClient
 from redis import Redis
 
 from service.settings import Settings
-from tests.service.helpers import S3_BUCKET, RedisServer, S3Server, client_for
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own on a free port; the run fails (never skips) if it cannot start."""
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield server.url
-    server.stop()
+from tests.service.helpers import S3_BUCKET, S3Server, client_for
 
 
 @pytest.fixture
